@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+.PHONY: run test install install-dev migrate lint bench fuzz clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+migrate: install
+	$(BIN)/alembic upgrade head
+
+# Serve on the embedded defaults: SQLite under ./data, local blobs, embedded Qdrant,
+# the offline `demo` LLM and the Stripe stub. Our middleware handles X-Forwarded-For
+# (TRUSTED_PROXIES), so uvicorn's own proxy-header rewriting is off.
+run: migrate
+	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-proxy-headers
+
+# The whole suite, on SQLite and on a PostgreSQL server the tests start themselves.
+test: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

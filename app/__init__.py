@@ -1,0 +1,3 @@
+"""Adiuva Cloud API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+
+from app.auth.dependencies import (
+    CurrentPrincipal,
+    PasswordHasherDep,
+    TokenCodecDep,
+)
+from app.auth.schemas import AuthTokens, LoginRequest, RefreshRequest, RegisterRequest, UserProfile
+from app.auth.service import AuthService
+from app.auth.throttle import AuthThrottle
+from app.db import SessionDep
+from app.errors import error_responses
+from app.kit.deps import ClientIPDep, SettingsDep
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def get_auth_service(
+    session: SessionDep, settings: SettingsDep, hasher: PasswordHasherDep, codec: TokenCodecDep
+) -> AuthService:
+    return AuthService(session, settings, hasher, codec)
+
+
+def get_throttle(request: Request) -> AuthThrottle:
+    return request.app.state.auth_throttle
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+ThrottleDep = Annotated[AuthThrottle, Depends(get_throttle)]
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AuthTokens,
+    responses=error_responses(409, 422, 429),
+)
+async def register(
+    body: RegisterRequest, service: AuthServiceDep, throttle: ThrottleDep, ip: ClientIPDep
+) -> AuthTokens:
+    """Create an account with its personal workspace on the free tier."""
+    await throttle.check("register", ip)
+    return await service.register(body.email, body.password)
+
+
+@router.post("/login", response_model=AuthTokens, responses=error_responses(401, 422, 429))
+async def login(
+    body: LoginRequest, service: AuthServiceDep, throttle: ThrottleDep, ip: ClientIPDep
+) -> AuthTokens:
+    """Exchange email and password for an access and a refresh token."""
+    await throttle.check("login", ip, body.email)
+    return await service.login(body.email, body.password)
+
+
+@router.post("/refresh", response_model=AuthTokens, responses=error_responses(401, 422))
+async def refresh(body: RefreshRequest, service: AuthServiceDep) -> AuthTokens:
+    """Rotate a refresh token; reusing an old one revokes its whole family."""
+    return await service.refresh(body.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 422))
+async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
+    """Revoke the refresh token's family (every token rotated from the same login)."""
+    await service.logout(body.refresh_token)
+
+
+@router.get("/me", response_model=UserProfile, responses=error_responses(401))
+async def me(principal: CurrentPrincipal) -> UserProfile:
+    """The caller's profile; the tier is read live from the tenant's subscription."""
+    return UserProfile(
+        id=principal.user.id,
+        email=principal.user.email,
+        tier=principal.tenant.tier,
+        tenant_id=principal.tenant.id,
+        is_admin=principal.user.is_admin,
+    )

@@ -1,0 +1,129 @@
+"""Registration, login, refresh rotation with reuse detection, logout."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.repository import RefreshTokenRepository, UserRepository
+from app.auth.schemas import AuthTokens
+from app.auth.security import InvalidToken, PasswordHasher, TokenCodec, hash_token
+from app.config import Settings
+from app.errors import Conflict, Unauthorized
+from app.models import RefreshToken, User
+from app.tenants.repository import TenantRepository
+from app.tenants.service import create_personal_workspace
+
+log = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS = "Invalid email or password."
+INVALID_REFRESH = "Invalid or expired refresh token."
+
+
+class AuthService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        hasher: PasswordHasher,
+        codec: TokenCodec,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.hasher = hasher
+        self.codec = codec
+        self.users = UserRepository(session)
+        self.refresh_tokens = RefreshTokenRepository(session)
+
+    async def register(self, email: str, password: str) -> AuthTokens:
+        if await self.users.get_by_email(email) is not None:
+            raise Conflict("An account with this email already exists.", error="email_taken")
+        password_hash = await self.hasher.hash(password)
+        user = User(
+            email=email,
+            password_hash=password_hash,
+            is_admin=email in self.settings.ADMIN_EMAILS,
+        )
+        try:
+            await self.users.add(user)
+        except IntegrityError as exc:  # a concurrent registration won the race
+            raise Conflict(
+                "An account with this email already exists.", error="email_taken"
+            ) from exc
+        tenant = await create_personal_workspace(self.session, user)
+        log.info("user registered", extra={"user_id": str(user.id), "tenant_id": str(tenant.id)})
+        return await self._issue(user.id, tenant.id, family_id=uuid.uuid4())
+
+    async def login(self, email: str, password: str) -> AuthTokens:
+        user = await self.users.get_by_email(email)
+        # Unknown emails still pay for one bcrypt check, so timing tells nothing.
+        valid = await self.hasher.verify(password, user.password_hash if user else None)
+        if user is None or not valid or user.default_tenant_id is None:
+            raise Unauthorized(INVALID_CREDENTIALS, error="invalid_credentials")
+        return await self._issue(user.id, user.default_tenant_id, family_id=uuid.uuid4())
+
+    async def refresh(self, refresh_token: str) -> AuthTokens:
+        claims = self._refresh_claims(refresh_token)
+        now = datetime.now(UTC)
+        token_hash = hash_token(refresh_token)
+        row = await self.refresh_tokens.rotate(token_hash, now)
+        if row is None:
+            await self._handle_dead_token(token_hash, now)
+            raise Unauthorized(INVALID_REFRESH, error="invalid_token")
+        if str(row.user_id) != claims["sub"]:
+            raise Unauthorized(INVALID_REFRESH, error="invalid_token")
+        # The membership may have been removed since the token was issued.
+        if await TenantRepository(self.session).member_context(row.user_id, row.tenant_id) is None:
+            raise Unauthorized(INVALID_REFRESH, error="invalid_token")
+        return await self._issue(row.user_id, row.tenant_id, family_id=row.family_id)
+
+    async def logout(self, refresh_token: str) -> None:
+        self._refresh_claims(refresh_token)
+        row = await self.refresh_tokens.get_by_hash(hash_token(refresh_token))
+        if row is None:
+            raise Unauthorized(INVALID_REFRESH, error="invalid_token")
+        await self.refresh_tokens.revoke_family(row.family_id, datetime.now(UTC))
+
+    def _refresh_claims(self, refresh_token: str) -> dict:
+        try:
+            return self.codec.decode(refresh_token, "refresh")
+        except InvalidToken as exc:
+            raise Unauthorized(INVALID_REFRESH, error="invalid_token") from exc
+
+    async def _handle_dead_token(self, token_hash: str, now: datetime) -> None:
+        row = await self.refresh_tokens.get_by_hash(token_hash)
+        if row is not None and row.rotated_at is not None and row.revoked_at is None:
+            # A rotated token came back: it was stolen or replayed. Kill the whole family,
+            # and commit now, because the 401 that follows rolls the session back.
+            await self.refresh_tokens.revoke_family(row.family_id, now)
+            await self.session.commit()
+            log.warning(
+                "refresh token reuse detected; family revoked",
+                extra={"user_id": str(row.user_id), "family_id": str(row.family_id)},
+            )
+
+    async def _issue(
+        self, user_id: uuid.UUID, tenant_id: uuid.UUID, *, family_id: uuid.UUID
+    ) -> AuthTokens:
+        access = self.codec.encode(
+            "access", str(user_id), self.codec.access_ttl, tid=str(tenant_id)
+        )
+        refresh = self.codec.encode(
+            "refresh", str(user_id), self.codec.refresh_ttl, tid=str(tenant_id), fam=str(family_id)
+        )
+        await self.refresh_tokens.add(
+            RefreshToken(
+                user_id=user_id,
+                tenant_id=tenant_id,
+                family_id=family_id,
+                token_hash=hash_token(refresh.token),
+                expires_at=refresh.expires_at,
+            )
+        )
+        return AuthTokens(
+            access_token=access.token, refresh_token=refresh.token, expires_at=access.expires_at
+        )

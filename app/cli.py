@@ -1,0 +1,46 @@
+"""Operator commands: `adiuva promote-admin EMAIL`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from sqlalchemy import update
+
+from app.config import Settings
+from app.db import Database
+from app.models import User
+
+
+async def promote_admin(settings: Settings, email: str) -> bool:
+    db = Database(settings.database_url, settings)
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(User).where(User.email == email.strip().lower()).values(is_admin=True)
+            )
+            return result.rowcount == 1
+    finally:
+        await db.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adiuva", description="Adiuva Cloud API operations")
+    commands = parser.add_subparsers(dest="command", required=True)
+    promote = commands.add_parser("promote-admin", help="give an existing user the admin flag")
+    promote.add_argument("email")
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    if args.command == "promote-admin":
+        if asyncio.run(promote_admin(settings, args.email)):
+            print(f"{args.email} is now an admin")
+            return 0
+        print(f"no user with email {args.email}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""The caller's IP, believing `X-Forwarded-For` only from configured trusted proxies."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def client_ip(scope: dict[str, Any], trusted: Sequence[Network]) -> str:
+    """Walk `X-Forwarded-For` from the right while hops are trusted proxies.
+
+    The first untrusted hop is the client. A peer that is not a trusted proxy
+    is the client itself, whatever headers it sends.
+    """
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = _header(scope, b"x-forwarded-for")
+    if not forwarded:
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    candidate = peer
+    for hop in reversed(hops):
+        candidate = hop
+        if not _is_trusted(hop, trusted):
+            break
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return peer

@@ -1,0 +1,79 @@
+"""Outermost middleware: request id in and out, JSON access log, last-resort 500.
+
+Pure ASGI, so it costs little and sees WebSockets and streaming responses too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import error_response
+from app.log import reset_request_id, set_request_id
+
+log = logging.getLogger("app.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = set_request_id(request_id)
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": None}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            elif message["type"] == "websocket.accept":
+                status["code"] = 101
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path")})
+            if scope["type"] == "http" and status["code"] is None:
+                response = error_response(
+                    500, "internal_error", "An unexpected error occurred. It has been logged."
+                )
+                await response(scope, receive, send_with_id)
+            elif scope["type"] == "websocket" and status["code"] is None:
+                await send({"type": "websocket.close", "code": 1011})
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method", "WS"),
+                    "path": scope.get("path"),
+                    "status": status["code"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            reset_request_id(token)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app import __version__
+from app.db import DatabaseDep
+from app.errors import ServiceUnavailable, error_responses
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok", version=__version__)
+
+
+@router.get("/health/ready", response_model=Health, responses=error_responses(503))
+async def ready(db: DatabaseDep) -> Health:
+    """Readiness: the database answers too."""
+    try:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise ServiceUnavailable("Database unavailable.", error="database_unavailable") from exc
+    return Health(status="ok", version=__version__)

@@ -1,0 +1,53 @@
+"""Moving-window limiters from the `limits` package, over memory or Redis storage."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+log = logging.getLogger(__name__)
+
+
+def async_storage_uri(uri: str) -> str:
+    """`memory://` / `redis://…` → the async flavour `limits` expects."""
+    return uri if uri.startswith("async+") else f"async+{uri}"
+
+
+def build_storage(uri: str) -> Storage:
+    return storage_from_string(async_storage_uri(uri))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitResult:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: int  # seconds until the window frees a request
+
+
+class MovingWindow:
+    """`hit` a named item for some identifiers; say whether it fits and when it resets."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.strategy = MovingWindowRateLimiter(storage)
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> LimitResult:
+        allowed = await self.strategy.hit(item, *identifiers)
+        stats = await self.strategy.get_window_stats(item, *identifiers)
+        reset_after = max(0, math.ceil(stats.reset_time - time.time()))
+        return LimitResult(allowed, item.amount, max(0, stats.remaining), reset_after)
+
+    async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+        await self.strategy.clear(item, *identifiers)
+
+
+def parse_limit(text: str) -> RateLimitItem:
+    return parse(text)

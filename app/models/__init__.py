@@ -1,0 +1,64 @@
+"""All ORM models; importing this module registers every table on `Base.metadata`."""
+
+from app.models.auth import RefreshToken
+from app.models.base import Base
+from app.models.billing import ProcessedStripeEvent, Subscription
+from app.models.demo import DemoExample, DemoSession
+from app.models.enums import (
+    BillingTier,
+    CreditReason,
+    DemoSessionStatus,
+    MembershipRole,
+    PluginStatus,
+    QuotaKind,
+    ReviewDecision,
+    StorageKind,
+    SubscriptionStatus,
+    TenantKind,
+    TransferStatus,
+)
+from app.models.marketplace import (
+    Plugin,
+    PluginInstallation,
+    PluginRating,
+    PluginReview,
+    RevenueEvent,
+)
+from app.models.quota import ConcurrencyLease, CreditAccount, CreditLedgerEntry, QuotaCounter
+from app.models.storage import BackupMetadata, StorageRecord, StorageUsage
+from app.models.tenancy import Membership, Tenant, User
+
+__all__ = [
+    "BackupMetadata",
+    "Base",
+    "BillingTier",
+    "ConcurrencyLease",
+    "CreditAccount",
+    "CreditLedgerEntry",
+    "CreditReason",
+    "DemoExample",
+    "DemoSession",
+    "DemoSessionStatus",
+    "Membership",
+    "MembershipRole",
+    "Plugin",
+    "PluginInstallation",
+    "PluginRating",
+    "PluginReview",
+    "PluginStatus",
+    "ProcessedStripeEvent",
+    "QuotaCounter",
+    "QuotaKind",
+    "RefreshToken",
+    "RevenueEvent",
+    "ReviewDecision",
+    "StorageKind",
+    "StorageRecord",
+    "StorageUsage",
+    "Subscription",
+    "SubscriptionStatus",
+    "Tenant",
+    "TenantKind",
+    "TransferStatus",
+    "User",
+]

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, Timestamps, UTCDateTime, UUIDPrimaryKey, enum_column, utcnow
+from app.models.enums import BillingTier, SubscriptionStatus
+
+
+class Subscription(UUIDPrimaryKey, Timestamps, Base):
+    """One per tenant; the live source of the tenant's tier."""
+
+    __tablename__ = "subscriptions"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    tier: Mapped[BillingTier] = mapped_column(
+        enum_column(BillingTier, "billing_tier"), nullable=False, default=BillingTier.FREE
+    )
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        enum_column(SubscriptionStatus, "subscription_status"),
+        nullable=False,
+        default=SubscriptionStatus.ACTIVE,
+    )
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, unique=True
+    )
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # `created` of the newest Stripe event applied: older events never roll the row back.
+    stripe_event_created: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ProcessedStripeEvent(Base):
+    """Stripe event ids already handled (idempotency of the webhook)."""
+
+    __tablename__ = "processed_stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100), nullable=False)
+    created: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, CreatedAt, Timestamps, UTCDateTime, enum_column
+from app.models.enums import CreditReason, QuotaKind
+
+
+class QuotaCounter(Base):
+    """Units of work used by one subject (identity or IP) on one UTC day."""
+
+    __tablename__ = "quota_counters"
+
+    subject: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[QuotaKind] = mapped_column(enum_column(QuotaKind, "quota_kind"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class ConcurrencyLease(Base):
+    """One numbered concurrency slot of a scope, held until released or expired.
+
+    A scope has `limit` slot numbers; taking a slot is one conditional upsert on
+    (scope, slot), so concurrent workers can never hold more than `limit`.
+    """
+
+    __tablename__ = "concurrency_leases"
+    __table_args__ = (Index("ix_concurrency_leases_expires_at", "expires_at"),)
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lease_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class CreditAccount(Timestamps, Base):
+    """A tenant's credit balance (1 credit = 1/CREDITS_PER_USD USD of LLM cost)."""
+
+    __tablename__ = "credit_accounts"
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    balance: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # "YYYY-MM" of the last monthly grant, so each month is granted once.
+    last_grant_period: Mapped[str | None] = mapped_column(String(7), nullable=True)
+
+
+class CreditLedgerEntry(CreatedAt, Base):
+    """Append-only record of every credit movement."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (Index("ix_credit_ledger_tenant_id_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    delta: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reason: Mapped[CreditReason] = mapped_column(
+        enum_column(CreditReason, "credit_reason"), nullable=False
+    )
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    balance_after: Mapped[int] = mapped_column(BigInteger, nullable=False)

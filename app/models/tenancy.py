@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, CreatedAt, Timestamps, UTCDateTime, UUIDPrimaryKey, enum_column
+from app.models.enums import MembershipRole, TenantKind
+
+
+class Tenant(UUIDPrimaryKey, Timestamps, Base):
+    """The unit of billing and quota: a personal workspace, a team or a demo tenant."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[TenantKind] = mapped_column(enum_column(TenantKind, "tenant_kind"), nullable=False)
+    # Demo tenants vanish with their session; the cleanup job looks them up by expiry.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="tenant", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class User(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(String(100), nullable=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The tenant a plain login acts in (the personal workspace made at registration).
+    default_tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="SET NULL"), nullable=True
+    )
+    # Stripe Connect account receiving plugin revenue, when the user is a developer.
+    stripe_connect_account_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Membership(UUIDPrimaryKey, CreatedAt, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    role: Mapped[MembershipRole] = mapped_column(
+        enum_column(MembershipRole, "membership_role"), nullable=False
+    )
+
+    tenant: Mapped[Tenant] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
