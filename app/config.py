@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     FINGERPRINT_SALT: str = "change-me-fingerprint-salt"
     DEMO_COOKIE_MAX_AGE_DAYS: int = 30
 
+    # --- tier quotas (bytes of cloud storage / backups; -1 = unlimited) ------------
+    STORAGE_QUOTA_FREE_BYTES: int = 0
+    STORAGE_QUOTA_PRO_BYTES: int = 5 * 1024**3
+    STORAGE_QUOTA_POWER_BYTES: int = 25 * 1024**3
+    STORAGE_QUOTA_TEAM_BYTES: int = -1
+    BACKUP_QUOTA_FREE_BYTES: int = 0
+    BACKUP_QUOTA_PRO_BYTES: int = 5 * 1024**3
+    BACKUP_QUOTA_POWER_BYTES: int = 25 * 1024**3
+    BACKUP_QUOTA_TEAM_BYTES: int = -1
+    BATCH_JOBS_FREE: int = 2
+    BATCH_JOBS_PRO: int = 10
+
     # --- credits -------------------------------------------------------------
     CREDITS_PER_USD: int = 1000
     CREDIT_MONTHLY_GRANT_FREE: int = 0

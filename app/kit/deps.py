@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.billing.tiers import TierTable
 from app.config import Settings
 from app.gateway.client_ip import client_ip
 
@@ -20,3 +21,10 @@ def get_client_ip(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClientIPDep = Annotated[str, Depends(get_client_ip)]
+
+
+def get_tiers(request: Request) -> TierTable:
+    return request.app.state.tiers
+
+
+TiersDep = Annotated[TierTable, Depends(get_tiers)]
