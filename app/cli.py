@@ -1,4 +1,4 @@
-"""Operator commands: `adiuva promote-admin EMAIL`."""
+"""Operator commands: `adiuva promote-admin EMAIL`, `adiuva demo-cleanup` (for cron)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from app.config import Settings
 from app.db import Database
+from app.demo.tasks import cleanup_once
 from app.models import User
 
 
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     promote = commands.add_parser("promote-admin", help="give an existing user the admin flag")
     promote.add_argument("email")
+    commands.add_parser(
+        "demo-cleanup", help="purge expired and ended demo sessions with everything they own"
+    )
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -39,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"no user with email {args.email}", file=sys.stderr)
         return 1
+    if args.command == "demo-cleanup":
+        report = asyncio.run(cleanup_once(settings))
+        print(
+            f"demo sessions purged: {report.purged}, marked expired: {report.marked_expired}, "
+            f"failed (kept for the next pass): {report.failed}"
+        )
+        return 1 if report.failed else 0
     return 2
 
 

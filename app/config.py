@@ -123,11 +123,13 @@ class Settings(BaseSettings):
     STRIPE_PRICE_TEAM: str = "price_team_monthly"
     STRIPE_SUCCESS_URL: str = "http://localhost:5173/billing/success"
     STRIPE_CANCEL_URL: str = "http://localhost:5173/billing/cancel"
+    # Empty: Stripe's own API. Set to point the client at a proxy or a local stand-in.
+    STRIPE_API_BASE: str = ""
 
     # --- demo -----------------------------------------------------------------------
     DEMO_SESSION_MINUTES: int = 30
     DEMO_SESSION_MAX_EXTENSIONS: int = 3
-    DEMO_CLEANUP_INTERVAL_SECONDS: int = 300
+    DEMO_CLEANUP_INTERVAL_SECONDS: float = 300  # 0 turns the in-app task off (cron only)
 
     # --- observability ------------------------------------------------------------
     METRICS_TOKEN: str = ""

@@ -191,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": HTTPStatus(code).phrase}
-    for code in (400, 401, 402, 403, 404, 409, 413, 422, 429, 503)
+    for code in (400, 401, 402, 403, 404, 409, 410, 413, 422, 429, 502, 503, 504)
 }
 
 

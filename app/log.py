@@ -23,15 +23,24 @@ def reset_request_id(token) -> None:
     _request_id.reset(token)
 
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = _request_id.get()
-        return True
+def _install_record_factory() -> None:
+    """Every log record carries the request id, whichever handler formats it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_adiuva", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request_id = _request_id.get()
+        return record
+
+    factory._adiuva = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def configure_logging(level: str = "INFO") -> None:
     """Route the root logger (and uvicorn's) through one JSON handler on stdout."""
+    _install_record_factory()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
@@ -39,7 +48,6 @@ def configure_logging(level: str = "INFO") -> None:
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     )
-    handler.addFilter(_RequestIdFilter())
     handler._adiuva = True  # type: ignore[attr-defined]
     root = logging.getLogger()
     # Replace only our own handler, so calling this twice (or under pytest) adds no duplicates.

@@ -12,15 +12,35 @@ from app import __version__
 from app.auth.endpoints import router as auth_router
 from app.auth.security import PasswordHasher, TokenCodec
 from app.auth.throttle import AuthThrottle
+from app.backup.endpoints import router as backup_router
+from app.billing.dependencies import billing_lifespan
+from app.billing.endpoints import router as billing_router
 from app.billing.tiers import TierTable
+from app.chat.endpoints import router as chat_router
+from app.chat.prompts import prompt_fingerprints
+from app.chat.service import chat_lifespan
 from app.config import Settings
+from app.credits.endpoints import router as credits_router
 from app.db import Database
+from app.demo.endpoints import router as demo_router
+from app.demo.tasks import demo_lifespan
 from app.errors import install_error_handlers
 from app.gateway.client_ip import parse_trusted_proxies
+from app.gateway.quota_gate import UNITS_OF_WORK, QuotaGateMiddleware
+from app.gateway.rate_limit import TierRateLimitMiddleware
+from app.gateway.redaction import Redactor
 from app.gateway.request_context import RequestContextMiddleware
+from app.gateway.sanitizer import SanitizerMiddleware
+from app.gateway.services import gateway_lifespan
 from app.health.endpoints import router as health_router
 from app.kit.ratelimit import MovingWindow, build_storage
 from app.log import configure_logging
+from app.marketplace.endpoints import router as marketplace_router
+from app.metrics import router as metrics_router
+from app.openapi import install_openapi
+from app.quota.endpoints import router as quota_router
+from app.storage.endpoints import router as storage_router
+from app.storage.lifespan import storage_lifespan
 
 API_PREFIX = "/api/v1"
 
@@ -52,9 +72,27 @@ async def core_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
 
 
 # Opened in this order, closed in reverse.
-LIFESPAN_PARTS: list[LifespanPart] = [core_lifespan]
+LIFESPAN_PARTS: list[LifespanPart] = [
+    core_lifespan,
+    gateway_lifespan,
+    storage_lifespan,
+    billing_lifespan,
+    demo_lifespan,
+    chat_lifespan,
+]
 
-ROUTERS: list[APIRouter] = [health_router, auth_router]
+ROUTERS: list[APIRouter] = [
+    health_router,
+    auth_router,
+    quota_router,
+    credits_router,
+    storage_router,
+    backup_router,
+    billing_router,
+    marketplace_router,
+    demo_router,
+    chat_router,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,20 +119,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.tiers = TierTable(settings)
     app.state.trusted_proxies = parse_trusted_proxies(settings.TRUSTED_PROXIES)
+    app.state.units_of_work = set(UNITS_OF_WORK)
+    app.state.redactor = Redactor.build(prompt_fingerprints())
 
     install_error_handlers(app)
+    install_openapi(app)
 
     # Starlette wraps in reverse order of registration: the last added is outermost.
+    # request id/logging → CORS → tier rate limit → demo/quota gate → sanitizer → router
+    app.add_middleware(SanitizerMiddleware)
+    app.add_middleware(QuotaGateMiddleware)
+    app.add_middleware(TierRateLimitMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.CORS_ORIGINS,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Retry-After", "X-Checksum"],
+        expose_headers=[
+            "X-Request-ID",
+            "Retry-After",
+            "X-Checksum",
+            "X-Table",
+            "X-Backup-Id",
+            "X-Backup-Version",
+            "X-Backup-Timestamp",
+            "X-Demo-Mode",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ],
     )
     app.add_middleware(RequestContextMiddleware)
 
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(metrics_router)
     return app

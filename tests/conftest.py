@@ -107,3 +107,13 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.10", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server (installed from Debian's packages if missing)."""
+    from tests.support.redis import start_redis
+
+    executor = start_redis()
+    yield f"redis://{executor.host}:{executor.port}/0"
+    executor.stop()

@@ -70,6 +70,9 @@ async def get_principal(
     context = await TenantRepository(session).member_context(user_id, tenant_id)
     if user is None or context is None:
         raise Unauthorized("This account no longer exists.", error="invalid_token")
+    # End the read transaction: the connection goes back to the pool instead of being
+    # held through a long upload or LLM call; the session reconnects if the route writes.
+    await session.commit()
     return Principal(
         user=user,
         tenant=TenantContext(context.tenant_id, context.tenant_kind, context.role, context.tier),

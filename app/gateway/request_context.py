@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_response
 from app.log import reset_request_id, set_request_id
+from app.metrics import ACTIVE_STREAMS, LATENCY, REQUESTS
 
 log = logging.getLogger("app.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -27,6 +28,22 @@ def _incoming_request_id(scope: Scope) -> str | None:
             candidate = value.decode("latin-1")
             return candidate if _VALID_REQUEST_ID.match(candidate) else None
     return None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route as a template (`/api/v1/plugins/{plugin_id}`), for metric labels.
+
+    Built from the path and its parameters, so ids never become label values.
+    """
+    if scope.get("route") is None:
+        return "unmatched"
+    params = {str(value): name for name, value in (scope.get("path_params") or {}).items()}
+    if not params:
+        return scope["path"]
+    return "/".join(
+        f"{{{params[segment]}}}" if segment in params else segment
+        for segment in scope["path"].split("/")
+    )
 
 
 class RequestContextMiddleware:
@@ -50,6 +67,7 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             elif message["type"] == "websocket.accept":
                 status["code"] = 101
+                ACTIVE_STREAMS.inc()
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -67,13 +85,20 @@ class RequestContextMiddleware:
             elif scope["type"] == "websocket" and status["code"] is None:
                 await send({"type": "websocket.close", "code": 1011})
         finally:
+            elapsed = time.perf_counter() - started
+            route = route_template(scope)
+            method = scope.get("method", "WS")
+            if status["code"] == 101:
+                ACTIVE_STREAMS.dec()
+            REQUESTS.labels(method, route, str(status["code"] or 0)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
             log.info(
                 "request",
                 extra={
                     "method": scope.get("method", "WS"),
                     "path": scope.get("path"),
                     "status": status["code"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
             reset_request_id(token)

@@ -21,6 +21,9 @@ def async_storage_uri(uri: str) -> str:
 
 
 def build_storage(uri: str) -> Storage:
+    if uri.removeprefix("async+").startswith(("redis", "rediss")):
+        # redis-py's asyncio client (already a dependency) rather than coredis.
+        return storage_from_string(async_storage_uri(uri), implementation="redispy")
     return storage_from_string(async_storage_uri(uri))
 
 

@@ -1,0 +1,1 @@
+"""Encrypted backups of the desktop app's database, kept in the blob store."""

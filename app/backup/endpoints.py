@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import uuid
+from email.utils import format_datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from app.auth.dependencies import CurrentPrincipal
+from app.backup.dependencies import BackupServiceDep
+from app.backup.schemas import BackupHistory, BackupInfo
+from app.errors import error_responses
+from app.models import BackupMetadata
+from app.storage.endpoints import BYTES_RESPONSE, RAW_BODY
+from app.storage.schemas import CHECKSUM_PATTERN
+from app.storage.service import Owner
+
+router = APIRouter(prefix="/backup", tags=["backup"])
+
+
+def _headers(backup: BackupMetadata) -> dict[str, str]:
+    return {
+        "Last-Modified": format_datetime(backup.backup_timestamp, usegmt=True),
+        "X-Checksum": backup.checksum,
+        "X-Backup-Id": str(backup.id),
+        "X-Backup-Version": backup.version,
+        "X-Backup-Timestamp": backup.backup_timestamp.isoformat(),
+    }
+
+
+@router.put(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BackupInfo,
+    responses=error_responses(400, 401, 402, 413, 422, 503),
+    openapi_extra=RAW_BODY,
+)
+async def put_backup(
+    request: Request,
+    principal: CurrentPrincipal,
+    service: BackupServiceDep,
+    x_backup_version: Annotated[str, Header(alias="X-Backup-Version", min_length=1, max_length=64)],
+    x_backup_timestamp: Annotated[
+        str,
+        Header(
+            alias="X-Backup-Timestamp",
+            min_length=1,
+            max_length=64,
+            description="ISO 8601 date-time or Unix seconds",
+        ),
+    ],
+    x_backup_checksum: Annotated[str, Header(alias="X-Backup-Checksum", pattern=CHECKSUM_PATTERN)],
+) -> BackupInfo:
+    """Upload an encrypted backup; its SHA-256 must equal `X-Backup-Checksum`."""
+    backup = await service.put(
+        Owner.of(principal),
+        x_backup_version,
+        x_backup_timestamp,
+        x_backup_checksum,
+        request.headers.get("content-length"),
+        request.stream(),
+    )
+    return BackupInfo.model_validate(backup)
+
+
+@router.get(
+    "",
+    response_class=StreamingResponse,
+    responses={
+        **BYTES_RESPONSE,
+        304: {"description": "Not modified since `If-Modified-Since`"},
+        **error_responses(401, 404, 503),
+    },
+)
+async def get_latest_backup(
+    principal: CurrentPrincipal,
+    service: BackupServiceDep,
+    if_modified_since: Annotated[str | None, Header(alias="If-Modified-Since")] = None,
+) -> Response:
+    """The newest backup's bytes, with `Last-Modified` and `X-Checksum`."""
+    backup = await service.latest(Owner.of(principal))
+    headers = _headers(backup)
+    if service.not_modified_since(backup, if_modified_since):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    reader = await service.open(backup)
+    headers["Content-Length"] = str(reader.size)
+    return StreamingResponse(reader, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/history", response_model=BackupHistory, responses=error_responses(401, 422))
+async def backup_history(
+    principal: CurrentPrincipal,
+    service: BackupServiceDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> BackupHistory:
+    """The caller's backups (metadata), newest first."""
+    backups, total = await service.history(Owner.of(principal), page, limit)
+    return BackupHistory(
+        items=[BackupInfo.model_validate(b) for b in backups], total=total, page=page, limit=limit
+    )
+
+
+@router.delete(
+    "/{backup_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(401, 404, 422, 503),
+)
+async def delete_backup(
+    backup_id: uuid.UUID, principal: CurrentPrincipal, service: BackupServiceDep
+) -> None:
+    """Delete one backup and its blob."""
+    await service.delete(Owner.of(principal), backup_id)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+
+from app.auth.dependencies import CurrentPrincipal
+from app.billing.dependencies import BillingServiceDep
+from app.billing.schemas import CheckoutRequest, CheckoutResponse, SubscriptionRead, WebhookAck
+from app.errors import error_responses
+
+router = APIRouter(prefix="/billing", tags=["billing"])
+
+
+@router.post(
+    "/checkout", response_model=CheckoutResponse, responses=error_responses(401, 403, 409, 422, 503)
+)
+async def checkout(
+    body: CheckoutRequest, principal: CurrentPrincipal, service: BillingServiceDep
+) -> CheckoutResponse:
+    """Start a Stripe Checkout session for a paid tier (a stub URL in stub mode)."""
+    return await service.checkout(principal, body.tier)
+
+
+@router.post("/webhook", response_model=WebhookAck, responses=error_responses(400, 503))
+async def webhook(
+    request: Request,
+    service: BillingServiceDep,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
+) -> WebhookAck:
+    """Stripe's events, verified by signature; each event id takes effect once."""
+    # The signature covers the exact bytes sent, so the body is read raw.
+    return await service.handle_webhook(await request.body(), stripe_signature)
+
+
+@router.get("/subscription", response_model=SubscriptionRead, responses=error_responses(401))
+async def get_subscription(
+    principal: CurrentPrincipal, service: BillingServiceDep
+) -> SubscriptionRead:
+    """The workspace's subscription: tier, status, seats and its rate limit."""
+    return await service.get_subscription(principal)
+
+
+@router.delete(
+    "/subscription", response_model=SubscriptionRead, responses=error_responses(401, 403, 503)
+)
+async def cancel_subscription(
+    principal: CurrentPrincipal, service: BillingServiceDep
+) -> SubscriptionRead:
+    """Cancel the subscription (at Stripe in live mode); the workspace returns to free."""
+    return await service.cancel(principal)

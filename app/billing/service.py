@@ -1,0 +1,336 @@
+"""Subscriptions: checkout, the Stripe webhook, cancellation; one subscription per tenant."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.dependencies import Principal
+from app.billing.repository import ProcessedEventRepository, SubscriptionRepository
+from app.billing.schemas import CheckoutResponse, SubscriptionRead, WebhookAck
+from app.billing.stripe_client import InvalidWebhook, StripeGateway, WebhookNotConfigured
+from app.billing.tiers import TierTable
+from app.config import Settings
+from app.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable
+from app.models import BillingTier, MembershipRole, SubscriptionStatus
+from app.tenants.repository import TenantRepository
+
+log = logging.getLogger(__name__)
+
+BILLING_ROLES = frozenset({MembershipRole.OWNER, MembershipRole.ADMIN})
+
+STRIPE_STATUSES = {
+    "active": SubscriptionStatus.ACTIVE,
+    "trialing": SubscriptionStatus.TRIALING,
+    "past_due": SubscriptionStatus.PAST_DUE,
+    "unpaid": SubscriptionStatus.PAST_DUE,
+    "paused": SubscriptionStatus.PAST_DUE,
+    "incomplete": SubscriptionStatus.INCOMPLETE,
+    "incomplete_expired": SubscriptionStatus.CANCELED,
+    "canceled": SubscriptionStatus.CANCELED,
+}
+
+EventHandler = Callable[[dict[str, Any], int], Awaitable[None]]
+
+
+def price_ids(settings: Settings) -> dict[BillingTier, str]:
+    return {
+        BillingTier.PRO: settings.STRIPE_PRICE_PRO,
+        BillingTier.POWER: settings.STRIPE_PRICE_POWER,
+        BillingTier.TEAM: settings.STRIPE_PRICE_TEAM,
+    }
+
+
+def _stripe_id(value: Any) -> str | None:
+    """An id field that Stripe sends either as a string or as an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _tier(value: Any) -> BillingTier | None:
+    try:
+        return BillingTier(value)
+    except ValueError:
+        return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class BillingService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        stripe: StripeGateway,
+        tiers: TierTable,
+        *,
+        is_sqlite: bool,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.stripe = stripe
+        self.tiers = tiers
+        self.is_sqlite = is_sqlite
+        self.subscriptions = SubscriptionRepository(session)
+        self.tenants = TenantRepository(session)
+        self._prices = price_ids(settings)
+        self._tier_by_price = {price: tier for tier, price in self._prices.items()}
+        self._handlers: dict[str, EventHandler] = {
+            "checkout.session.completed": self._checkout_completed,
+            "customer.subscription.updated": self._subscription_updated,
+            "customer.subscription.deleted": self._subscription_deleted,
+            "invoice.payment_failed": self._payment_failed,
+        }
+
+    # --- the caller's subscription ---------------------------------------------------
+
+    async def get_subscription(self, principal: Principal) -> SubscriptionRead:
+        tenant_id = principal.tenant.id
+        row = await self.subscriptions.for_tenant(tenant_id)
+        seats = await self.tenants.seat_count(tenant_id)
+        tier = row.tier if row else BillingTier.FREE
+        return SubscriptionRead(
+            tenant_id=tenant_id,
+            tier=tier,
+            status=row.status if row else SubscriptionStatus.ACTIVE,
+            seats=seats,
+            rate_limit_per_minute=self.tiers.rate_per_minute(tier, seats),
+            current_period_end=row.current_period_end if row else None,
+            stripe_customer_id=row.stripe_customer_id if row else None,
+            stripe_subscription_id=row.stripe_subscription_id if row else None,
+            mode=self.stripe.mode,  # type: ignore[arg-type]
+        )
+
+    async def checkout(self, principal: Principal, tier: BillingTier) -> CheckoutResponse:
+        self._require_billing_role(principal)
+        tenant_id = principal.tenant.id
+        row = await self.subscriptions.for_tenant(tenant_id)
+        if (
+            row is not None
+            and row.tier == tier
+            and row.stripe_subscription_id
+            and row.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING)
+        ):
+            raise Conflict(
+                f"This workspace is already on the {tier} tier.", error="already_subscribed"
+            )
+        # The team tier is priced per seat: every member of the tenant is one.
+        quantity = await self.tenants.seat_count(tenant_id) if tier == BillingTier.TEAM else 1
+        metadata = {
+            "tenant_id": str(tenant_id),
+            "user_id": str(principal.user.id),
+            "tier": tier.value,
+        }
+        session = await self.stripe.create_checkout_session(
+            price_id=self._prices[tier],
+            quantity=max(1, quantity),
+            tenant_id=tenant_id,
+            metadata=metadata,
+            customer_id=row.stripe_customer_id if row else None,
+            customer_email=principal.user.email,
+        )
+        log.info("checkout session %s for tenant %s (%s)", session.id, tenant_id, tier)
+        return CheckoutResponse(
+            checkout_url=session.url,
+            session_id=session.id,
+            mode=self.stripe.mode,  # type: ignore[arg-type]
+        )
+
+    async def cancel(self, principal: Principal) -> SubscriptionRead:
+        self._require_billing_role(principal)
+        tenant_id = principal.tenant.id
+        row = await self.subscriptions.for_tenant(tenant_id)
+        if row is None or (row.tier == BillingTier.FREE and not row.stripe_subscription_id):
+            # Nothing to cancel: answering with the current state keeps DELETE idempotent.
+            return await self.get_subscription(principal)
+        if row.stripe_subscription_id:
+            # Stripe first: if it refuses, nothing changes here either.
+            await self.stripe.cancel_subscription(row.stripe_subscription_id)
+        now = max(int(time.time()), row.stripe_event_created or 0)
+        await self.subscriptions.cancel_locally(
+            tenant_id,
+            {
+                "tier": BillingTier.FREE,
+                "status": SubscriptionStatus.CANCELED,
+                "stripe_subscription_id": None,
+                "current_period_end": None,
+            },
+            now,
+        )
+        await self.session.refresh(row)
+        log.info("subscription of tenant %s canceled; back to free", tenant_id)
+        return await self.get_subscription(principal)
+
+    @staticmethod
+    def _require_billing_role(principal: Principal) -> None:
+        if principal.tenant.role not in BILLING_ROLES:
+            raise Forbidden(
+                "Only the workspace owner or an admin manages its billing.",
+                error="billing_role_required",
+            )
+
+    # --- the webhook -------------------------------------------------------------------
+
+    async def handle_webhook(self, payload: bytes, signature: str | None) -> WebhookAck:
+        try:
+            event = self.stripe.construct_event(payload, signature)
+        except WebhookNotConfigured as exc:
+            raise ServiceUnavailable(
+                "Stripe webhooks are not configured on this server.",
+                error="webhook_not_configured",
+            ) from exc
+        except InvalidWebhook as exc:
+            raise BadRequest(f"Invalid Stripe webhook: {exc}.", error="invalid_webhook") from exc
+
+        created = event.get("created")
+        created = created if isinstance(created, int) and not isinstance(created, bool) else 0
+        # Claimed in the same transaction as the effect: a crash between them
+        # rolls back both, and Stripe's retry finds the id unclaimed.
+        claimed = await ProcessedEventRepository(self.session).claim(
+            event["id"], event["type"][:100], created, is_sqlite=self.is_sqlite
+        )
+        if not claimed:
+            log.info("stripe event %s already processed", event["id"])
+            return WebhookAck(duplicate=True)
+        handler = self._handlers.get(event["type"])
+        if handler is not None:
+            await handler(_dict(_dict(event.get("data")).get("object")), created)
+        return WebhookAck(duplicate=False)
+
+    async def _checkout_completed(self, obj: dict[str, Any], created: int) -> None:
+        metadata = _dict(obj.get("metadata"))
+        tenant_id = _uuid(obj.get("client_reference_id")) or _uuid(metadata.get("tenant_id"))
+        tier = _tier(metadata.get("tier"))
+        if tenant_id is None or tier is None or tier == BillingTier.FREE:
+            log.warning("checkout.session.completed without a tenant or a paid tier; ignored")
+            return
+        subscription_id = _stripe_id(obj.get("subscription"))
+        values: dict[str, Any] = {"tier": tier, "status": SubscriptionStatus.ACTIVE}
+        if customer_id := _stripe_id(obj.get("customer")):
+            values["stripe_customer_id"] = customer_id
+        if subscription_id:
+            await self.subscriptions.release_subscription_id(subscription_id, tenant_id)
+            values["stripe_subscription_id"] = subscription_id
+        await self._apply(tenant_id, created, values, "checkout.session.completed")
+
+    async def _subscription_updated(self, obj: dict[str, Any], created: int) -> None:
+        subscription_id = _stripe_id(obj.get("id"))
+        tenant_id = await self._tenant_of_subscription(obj, subscription_id)
+        status = STRIPE_STATUSES.get(str(obj.get("status")))
+        if tenant_id is None or subscription_id is None or status is None:
+            log.warning("customer.subscription.updated for an unknown subscription; ignored")
+            return
+        items = _dict(obj.get("items")).get("data") or [{}]
+        item = _dict(items[0])
+        tier = self._tier_by_price.get(str(_dict(item.get("price")).get("id")))
+        tier = tier or _tier(_dict(obj.get("metadata")).get("tier"))
+        if tier is None:
+            log.warning("subscription %s has an unknown price; ignored", subscription_id)
+            return
+        ended = status == SubscriptionStatus.CANCELED
+        values: dict[str, Any] = {
+            "tier": BillingTier.FREE if ended else tier,
+            "status": status,
+            "stripe_subscription_id": None if ended else subscription_id,
+            # Newer API versions carry the period on the item, older ones on the subscription.
+            "current_period_end": None
+            if ended
+            else _timestamp(obj.get("current_period_end") or item.get("current_period_end")),
+        }
+        if customer_id := _stripe_id(obj.get("customer")):
+            values["stripe_customer_id"] = customer_id
+        if not ended:
+            await self.subscriptions.release_subscription_id(subscription_id, tenant_id)
+        await self._apply(
+            tenant_id, created, values, "customer.subscription.updated", subscription_id
+        )
+
+    async def _subscription_deleted(self, obj: dict[str, Any], created: int) -> None:
+        subscription_id = _stripe_id(obj.get("id"))
+        tenant_id = await self._tenant_of_subscription(obj, subscription_id)
+        if tenant_id is None:
+            log.warning("customer.subscription.deleted for an unknown subscription; ignored")
+            return
+        values = {
+            "tier": BillingTier.FREE,
+            "status": SubscriptionStatus.CANCELED,
+            "stripe_subscription_id": None,
+            "current_period_end": None,
+        }
+        await self._apply(
+            tenant_id, created, values, "customer.subscription.deleted", subscription_id
+        )
+
+    async def _payment_failed(self, obj: dict[str, Any], created: int) -> None:
+        # Older API versions name the subscription on the invoice, newer ones under `parent`.
+        details = _dict(_dict(obj.get("parent")).get("subscription_details"))
+        subscription_id = _stripe_id(obj.get("subscription")) or _stripe_id(
+            details.get("subscription")
+        )
+        tenant_id = await self.subscriptions.tenant_for_stripe(
+            subscription_id, _stripe_id(obj.get("customer"))
+        )
+        if tenant_id is None:
+            log.warning("invoice.payment_failed for an unknown customer; ignored")
+            return
+        applied = await self._apply(
+            tenant_id,
+            created,
+            {"status": SubscriptionStatus.PAST_DUE},
+            "invoice.payment_failed",
+            subscription_id,
+        )
+        if applied:
+            # The notification of SPEC §8: the operator's log and the status the client reads.
+            log.warning(
+                "payment failed for tenant %s (invoice %s): subscription marked past_due",
+                tenant_id,
+                _stripe_id(obj.get("id")) or "?",
+            )
+
+    async def _tenant_of_subscription(
+        self, obj: dict[str, Any], subscription_id: str | None
+    ) -> uuid.UUID | None:
+        tenant_id = await self.subscriptions.tenant_for_stripe(
+            subscription_id, _stripe_id(obj.get("customer"))
+        )
+        return tenant_id or _uuid(_dict(obj.get("metadata")).get("tenant_id"))
+
+    async def _apply(
+        self,
+        tenant_id: uuid.UUID,
+        created: int,
+        values: dict[str, Any],
+        event_type: str,
+        subscription_id: str | None = None,
+    ) -> bool:
+        applied = await self.subscriptions.apply_event(
+            tenant_id, created, values, subscription_id=subscription_id
+        )
+        if applied:
+            log.info("%s applied to tenant %s", event_type, tenant_id)
+        else:
+            log.info("%s for tenant %s is stale or for another subscription", event_type, tenant_id)
+        return applied

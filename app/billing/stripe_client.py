@@ -1,0 +1,177 @@
+"""The one place that talks to Stripe: live through the `stripe` package, or stubbed.
+
+Without `STRIPE_SECRET_KEY` the gateway runs in stub mode: checkout returns a
+stub URL, cancellation and transfers happen only locally. The `stripe` client
+is synchronous, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+import stripe
+
+from app.config import Settings
+from app.errors import BadRequest, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+# A webhook must be answered quickly; one retry covers a dropped connection.
+MAX_NETWORK_RETRIES = 1
+
+
+class WebhookNotConfigured(Exception):
+    pass
+
+
+class InvalidWebhook(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    id: str | None
+    live: bool
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: stripe.StripeClient | None = None
+        if settings.STRIPE_SECRET_KEY:
+            base_addresses: dict[str, str] = {}
+            if settings.STRIPE_API_BASE:
+                base_addresses["api"] = settings.STRIPE_API_BASE.rstrip("/")
+            self._client = stripe.StripeClient(
+                settings.STRIPE_SECRET_KEY,
+                base_addresses=base_addresses,  # type: ignore[arg-type]
+                max_network_retries=MAX_NETWORK_RETRIES,
+            )
+
+    @property
+    def live(self) -> bool:
+        return self._client is not None
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.live else "stub"
+
+    def construct_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """The verified event as plain JSON data; `InvalidWebhook` if the signature fails."""
+        secret = self._settings.STRIPE_WEBHOOK_SECRET
+        if not secret:
+            raise WebhookNotConfigured
+        if not signature:
+            raise InvalidWebhook("missing Stripe-Signature header")
+        try:
+            event = stripe.Webhook.construct_event(
+                payload,
+                signature,
+                secret,
+                tolerance=self._settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidWebhook("signature verification failed") from exc
+        except ValueError as exc:
+            raise InvalidWebhook("payload is not valid JSON") from exc
+        data = event.to_dict()
+        if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
+            raise InvalidWebhook("payload is not a Stripe event")
+        return data
+
+    async def create_checkout_session(
+        self,
+        *,
+        price_id: str,
+        quantity: int,
+        tenant_id: uuid.UUID,
+        metadata: dict[str, str],
+        customer_id: str | None,
+        customer_email: str,
+    ) -> CheckoutSession:
+        if self._client is None:
+            session_id = f"cs_stub_{uuid.uuid4().hex}"
+            separator = "&" if "?" in self._settings.STRIPE_SUCCESS_URL else "?"
+            query = urlencode({"stub_session": session_id})
+            return CheckoutSession(
+                session_id, f"{self._settings.STRIPE_SUCCESS_URL}{separator}{query}"
+            )
+        params: dict[str, Any] = {
+            "mode": "subscription",
+            "line_items": [{"price": price_id, "quantity": quantity}],
+            "success_url": self._settings.STRIPE_SUCCESS_URL,
+            "cancel_url": self._settings.STRIPE_CANCEL_URL,
+            "client_reference_id": str(tenant_id),
+            "metadata": metadata,
+            # Copied onto the subscription, so its own events name the tenant too.
+            "subscription_data": {"metadata": metadata},
+        }
+        if customer_id:
+            params["customer"] = customer_id
+        else:
+            params["customer_email"] = customer_email
+        session = await self._call(self._client.v1.checkout.sessions.create, params)
+        if not session.url:
+            raise ServiceUnavailable(
+                "The payment provider returned no checkout URL.", error="payment_provider_error"
+            )
+        return CheckoutSession(session.id, session.url)
+
+    async def cancel_subscription(self, subscription_id: str) -> None:
+        if self._client is None:
+            return
+        try:
+            await self._call(self._client.v1.subscriptions.cancel, subscription_id)
+        except BadRequest:
+            # Already canceled (or gone) at Stripe: the local cancellation still stands.
+            log.warning("stripe subscription %s was already canceled", subscription_id)
+
+    async def create_transfer(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        destination: str,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> TransferResult:
+        if self._client is None:
+            return TransferResult(None, live=False)
+        transfer = await self._call(
+            self._client.v1.transfers.create,
+            {
+                "amount": amount_cents,
+                "currency": currency.lower(),
+                "destination": destination,
+                "metadata": metadata,
+            },
+            {"idempotency_key": idempotency_key},
+        )
+        return TransferResult(transfer.id, live=True)
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(partial(method, *args))
+        except stripe.InvalidRequestError as exc:
+            log.warning("stripe rejected a request: %s", exc.user_message or exc.code)
+            raise BadRequest(
+                "The payment provider refused the request.", error="payment_provider_refused"
+            ) from exc
+        except stripe.StripeError as exc:
+            log.error("stripe call failed: %s", type(exc).__name__)
+            raise ServiceUnavailable(
+                "The payment provider is unavailable; try again later.",
+                error="payment_provider_unavailable",
+            ) from exc

@@ -1,0 +1,96 @@
+"""HTTP surface of the chat domain: /chat, /chat/stream, /plans/playbook, /agents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket
+from starlette.requests import HTTPConnection
+
+from app.chat import service
+from app.chat.errors import UPSTREAM_RESPONSES
+from app.chat.schemas import AgentInfo, ChatRequest, ChatResponse, ExecutionPlan, Playbook
+from app.errors import Unauthorized, error_responses
+from app.gateway.work import UnitOfWork
+
+router = APIRouter()
+
+
+def admitted_unit(connection: HTTPConnection) -> UnitOfWork:
+    """The unit of work the quota gate admitted.
+
+    The gate admits none when the caller's credentials are invalid and leaves the
+    refusal to the route: that is a 401, not a server error.
+    """
+    unit = connection.scope.get("state", {}).get("unit_of_work")
+    if unit is None:
+        raise Unauthorized("Invalid or expired credentials.", error="invalid_token")
+    return unit
+
+
+ChatUnit = Annotated[UnitOfWork, Depends(admitted_unit)]
+
+
+@router.post(
+    "/chat",
+    tags=["chat"],
+    response_model=ChatResponse | ExecutionPlan,
+    responses={**error_responses(400, 401, 402, 403, 422, 429, 503), **UPSTREAM_RESPONSES},
+)
+async def chat(
+    body: ChatRequest, unit: ChatUnit, request: Request, response: Response
+) -> ChatResponse | ExecutionPlan:
+    """Route a message to the agents; `execution_mode=plan` returns an execution plan."""
+    state = request.app.state
+    orchestrator = service.orchestrator_for(state.settings, state.tiers, state.chat_plans, unit)
+    result = await orchestrator.orchestrate(body)
+    if result.demo:
+        response.headers["X-Demo-Mode"] = "true"
+    return result
+
+
+@router.websocket("/chat/stream")
+async def chat_stream(
+    websocket: WebSocket,
+    token: Annotated[str | None, Query(description="Access token; omit for anonymous use.")] = None,
+) -> None:
+    state = websocket.app.state
+    session = service.ChatStreamSession(
+        websocket,
+        settings=state.settings,
+        tiers=state.tiers,
+        plans=state.chat_plans,
+        codec=state.token_codec,
+    )
+    await session.run(token)
+
+
+@router.get("/plans/playbook", tags=["plans"], response_model=list[Playbook])
+async def list_playbooks(request: Request) -> list[Playbook]:
+    """The built-in playbooks (template ids only)."""
+    return request.app.state.chat_plans.list_playbooks()
+
+
+@router.get(
+    "/plans/playbook/{playbook_id}",
+    tags=["plans"],
+    response_model=Playbook,
+    responses=error_responses(404),
+)
+async def get_playbook(playbook_id: str, request: Request) -> Playbook:
+    """One playbook by id."""
+    return request.app.state.chat_plans.get_playbook(playbook_id)
+
+
+@router.get("/agents", tags=["agents"], response_model=list[AgentInfo])
+async def list_agents(request: Request) -> list[AgentInfo]:
+    """The agents with their tools (JSON input schemas), examples and tags."""
+    return service.list_agent_infos(request.app.state.tiers)
+
+
+@router.get(
+    "/agents/{name}", tags=["agents"], response_model=AgentInfo, responses=error_responses(404)
+)
+async def get_agent(name: str, request: Request) -> AgentInfo:
+    """One agent's metadata."""
+    return service.get_agent_info(name, request.app.state.tiers)

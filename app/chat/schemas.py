@@ -1,0 +1,149 @@
+"""Chat request/response shapes, action descriptors, plans and agent metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AgentName = Literal["task_agent", "project_agent", "checkpoint_agent", "note_agent"]
+ActionType = Literal[
+    "create_record", "update_record", "delete_record", "index_document", "send_notification"
+]
+MAX_CONTEXT_ITEMS = 2000
+
+
+class _Item(BaseModel):
+    # The client's records may carry fields this server does not know; keep them.
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=128)
+
+
+class TaskItem(_Item):
+    title: str = Field(default="", max_length=500)
+    status: Literal["todo", "in_progress", "done"] = "todo"
+    priority: Literal["high", "medium", "low"] = "medium"
+    due_date: dt.date | None = None
+    project_id: str | None = None
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class ProjectItem(_Item):
+    name: str = Field(default="", max_length=500)
+    status: Literal["active", "archived"] = "active"
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class CheckpointItem(_Item):
+    title: str = Field(default="", max_length=500)
+    project_id: str
+    due_date: dt.date | None = None
+    status: Literal["pending", "reached", "missed"] = "pending"
+    approved: bool = True
+
+
+class NoteItem(_Item):
+    title: str = Field(default="", max_length=500)
+    body: str = Field(default="", max_length=50_000)
+    project_id: str | None = None
+
+
+class CommentItem(_Item):
+    task_id: str
+    body: str = Field(default="", max_length=10_000)
+
+
+class ChatContext(BaseModel):
+    """The client's local data for this request; nothing of it is stored."""
+
+    today: dt.date | None = Field(
+        default=None, description="The client's local date; relative dates resolve from it."
+    )
+    tasks: list[TaskItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    projects: list[ProjectItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    checkpoints: list[CheckpointItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    notes: list[NoteItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+    comments: list[CommentItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
+
+
+class HistoryMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=8000)
+    context: ChatContext | None = None
+    history: list[HistoryMessage] = Field(default_factory=list, max_length=20)
+    execution_mode: Literal["direct", "plan"] = "direct"
+    agent: AgentName | None = Field(
+        default=None, description="Skip intent classification and use this agent."
+    )
+
+
+class Action(BaseModel):
+    """A change for the client to apply to its local data."""
+
+    type: ActionType
+    table: str | None = None
+    id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatResponse(BaseModel):
+    response: str
+    actions: list[Action]
+    agent: str
+    demo: bool = False
+
+
+class PlanStep(BaseModel):
+    id: str
+    kind: Literal["llm", "data", "agent"]
+    template_id: str | None = None
+    agent: str | None = None
+    action: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    data_from_step: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class ExecutionPlan(BaseModel):
+    plan_id: str
+    agent: str
+    steps: list[PlanStep]
+    playbook: str | None = None
+    demo: bool = False
+
+
+class Playbook(BaseModel):
+    id: str
+    name: str
+    description: str
+    steps: list[PlanStep]
+
+
+class ToolInfo(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class AgentInfo(BaseModel):
+    id: str
+    name: str
+    description: str
+    tools: list[ToolInfo]
+    examples: list[str]
+    tags: list[str]
+    tiers: list[str]
+
+
+class DoneFrame(BaseModel):
+    done: Literal[True] = True
+    response: str
+    actions: list[Action]
+    agent: str
+    demo: bool = False

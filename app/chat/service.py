@@ -1,0 +1,218 @@
+"""Chat service: an orchestrator per unit of work, the WebSocket session, agent metadata."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager, suppress
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from app.auth.security import InvalidToken, TokenCodec
+from app.billing.tiers import TIER_ORDER, TierTable
+from app.chat.agents import ChatAgent, registry
+from app.chat.demo_model import DemoChatModel
+from app.chat.llm import ModelCaller, get_llm, get_router_llm
+from app.chat.orchestrator import Orchestrator
+from app.chat.plans import PlanService
+from app.chat.schemas import AgentInfo, ChatRequest, ToolInfo
+from app.config import Settings
+from app.errors import AppError
+from app.gateway.work import UnitOfWork
+from app.log import current_request_id
+
+log = logging.getLogger(__name__)
+
+# WebSocket close codes: RFC 6455 ones, and 4000 + the HTTP status for refusals
+# after the stream started (4403 agent not in tier, 4402 credits, 4502/4504 upstream).
+WS_POLICY_VIOLATION = 1008
+WS_INVALID_PAYLOAD = 1007
+WS_TOO_BIG = 1009
+
+
+@asynccontextmanager
+async def chat_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    app.state.chat_plans = PlanService()
+    yield
+
+
+def orchestrator_for(
+    settings: Settings, tiers: TierTable, plans: PlanService, unit: UnitOfWork
+) -> Orchestrator:
+    """The orchestrator this unit of work may use: the LLM it was granted, or the demo model."""
+    if not unit.llm.use_llm:
+        demo = ModelCaller(DemoChatModel(), None)
+        return Orchestrator(
+            llm=demo,
+            router=demo,
+            registry=registry,
+            tiers=tiers,
+            tier=unit.tier,
+            plans=plans,
+            demo=True,
+        )
+    return Orchestrator(
+        llm=ModelCaller(get_llm(settings, unit.llm), unit),
+        router=ModelCaller(get_router_llm(settings, unit.llm), unit),
+        registry=registry,
+        tiers=tiers,
+        tier=unit.tier,
+        plans=plans,
+    )
+
+
+# --- agents metadata ------------------------------------------------------------------
+def agent_info(agent: ChatAgent, tiers: TierTable) -> AgentInfo:
+    return AgentInfo(
+        id=agent.name,
+        name=agent.title,
+        description=agent.description,
+        tools=[
+            ToolInfo(name=t.name, description=t.description, input_schema=t.input_schema())
+            for t in agent.get_tools()
+        ],
+        examples=list(agent.examples),
+        tags=list(agent.tags),
+        tiers=[str(t) for t in TIER_ORDER if agent.name in tiers[t].agents],
+    )
+
+
+def list_agent_infos(tiers: TierTable) -> list[AgentInfo]:
+    return [agent_info(a, tiers) for a in registry.list_agents()]
+
+
+def get_agent_info(name: str, tiers: TierTable) -> AgentInfo:
+    return agent_info(registry.get(name), tiers)
+
+
+# --- WebSocket ------------------------------------------------------------------------
+def _error_frame(error: str, message: str) -> dict[str, Any]:
+    return {"error": error, "message": message, "request_id": current_request_id()}
+
+
+class ChatStreamSession:
+    """One `/chat/stream` connection: first frame, token frames, pings, the done frame."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        settings: Settings,
+        tiers: TierTable,
+        plans: PlanService,
+        codec: TokenCodec,
+    ) -> None:
+        self.ws = websocket
+        self.settings = settings
+        self.tiers = tiers
+        self.plans = plans
+        self.codec = codec
+        self._send_lock = anyio.Lock()
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            # The client may already be gone; then there is nothing to close.
+            with suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self.ws.close(code, reason)
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_json(frame)
+
+    def _frame_size(self, message: dict[str, Any]) -> tuple[str | bytes | None, int]:
+        if message.get("text") is not None:
+            return message["text"], len(message["text"].encode())
+        if message.get("bytes") is not None:
+            return message["bytes"], len(message["bytes"])
+        return None, 0
+
+    async def run(self, token: str | None) -> None:
+        if token is not None:
+            try:
+                self.codec.decode(token, "access")
+            except InvalidToken:
+                await self.ws.accept()
+                await self._close(WS_POLICY_VIOLATION, "invalid or expired token")
+                return
+        unit = self.ws.scope.get("state", {}).get("unit_of_work")
+        if unit is None:
+            # The gate admits no unit for invalid credentials (a bad demo session id).
+            await self.ws.accept()
+            await self._close(WS_POLICY_VIOLATION, "invalid credentials")
+            return
+        headers = None if unit.llm.use_llm else [(b"x-demo-mode", b"true")]
+        await self.ws.accept(headers=headers)
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        raw, size = self._frame_size(message)
+        if size > self.settings.WS_MAX_FRAME_BYTES:
+            await self._close(WS_TOO_BIG, "frame too large")
+            return
+        try:
+            request = ChatRequest.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ())) or "frame"
+            await self._send(
+                _error_frame(
+                    "invalid_frame",
+                    f"The first frame must be a ChatRequest JSON object ({where}: "
+                    f"{first.get('msg', 'invalid')}).",
+                )
+            )
+            await self._close(WS_INVALID_PAYLOAD, "invalid ChatRequest")
+            return
+        await self._serve(request, unit)
+
+    async def _serve(self, request: ChatRequest, unit: UnitOfWork) -> None:
+        orchestrator = orchestrator_for(self.settings, self.tiers, self.plans, unit)
+        close_code, reason = 1000, "done"
+        async with anyio.create_task_group() as group:
+
+            async def produce() -> None:
+                nonlocal close_code, reason
+                try:
+                    async with aclosing(orchestrator.orchestrate_stream(request)) as frames:
+                        async for frame in frames:
+                            await self._send(frame)
+                except AppError as exc:
+                    close_code, reason = 4000 + exc.status_code, exc.error
+                    with suppress(WebSocketDisconnect, OSError):
+                        await self._send(_error_frame(exc.error, exc.message))
+                except (WebSocketDisconnect, OSError):
+                    close_code = 0  # the client is gone: nothing left to close
+                group.cancel_scope.cancel()
+
+            async def ping() -> None:
+                nonlocal close_code
+                try:
+                    while True:
+                        await anyio.sleep(self.settings.WS_PING_INTERVAL_SECONDS)
+                        await self._send({"ping": True})
+                except (WebSocketDisconnect, OSError):
+                    close_code = 0
+                    group.cancel_scope.cancel()
+
+            async def listen() -> None:
+                nonlocal close_code, reason
+                while True:
+                    message = await self.ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        close_code = 0
+                        break
+                    if self._frame_size(message)[1] > self.settings.WS_MAX_FRAME_BYTES:
+                        close_code, reason = WS_TOO_BIG, "frame too large"
+                        break
+                # Stops the stream, which settles the credit meter for what was used.
+                group.cancel_scope.cancel()
+
+            group.start_soon(produce)
+            group.start_soon(ping)
+            group.start_soon(listen)
+        if close_code:
+            await self._close(close_code, reason)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from app.auth.dependencies import AdminUser
+from app.demo.dependencies import CurrentDemoSession, DemoServiceDep, PathDemoSession
+from app.demo.schemas import (
+    CreateDemoSession,
+    DemoAccounts,
+    DemoSessionCreated,
+    DemoSessionExtended,
+    DemoSessionInfo,
+    DemoStats,
+    WorkspaceActions,
+)
+from app.demo.workspace import Workspace
+from app.errors import error_responses
+
+router = APIRouter(prefix="/demo", tags=["demo"])
+
+
+@router.get("/accounts", response_model=DemoAccounts)
+async def list_accounts(service: DemoServiceDep) -> DemoAccounts:
+    """The template workspaces a demo session can start from, with what is in them."""
+    return service.accounts()
+
+
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DemoSessionCreated,
+    responses=error_responses(422),
+)
+async def create_session(body: CreateDemoSession, service: DemoServiceDep) -> DemoSessionCreated:
+    """Start a demo session: a fresh virtual tenant with its own copy of the template."""
+    return await service.create(body.demo_account_type)
+
+
+@router.get(
+    "/sessions/current", response_model=DemoSessionInfo, responses=error_responses(401, 410)
+)
+async def current_session(row: CurrentDemoSession, service: DemoServiceDep) -> DemoSessionInfo:
+    """The session named by the caller's session token or `X-Demo-Session-Id` header."""
+    return service.info(row)
+
+
+@router.get(
+    "/sessions/{session_id}",
+    response_model=DemoSessionInfo,
+    responses=error_responses(401, 403, 404, 410),
+)
+async def get_session(row: PathDemoSession, service: DemoServiceDep) -> DemoSessionInfo:
+    """Status, expiry, extensions left and a summary of the session's workspace."""
+    return service.info(row)
+
+
+@router.post(
+    "/sessions/{session_id}/extend",
+    response_model=DemoSessionExtended,
+    responses=error_responses(401, 403, 404, 409, 410),
+)
+async def extend_session(row: PathDemoSession, service: DemoServiceDep) -> DemoSessionExtended:
+    """Add one session length (30 minutes by default) to the expiry, at most 3 times."""
+    return await service.extend(row)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 404, 410),
+)
+async def delete_session(row: PathDemoSession, service: DemoServiceDep) -> None:
+    """End the session now; its tenant and data are purged by the next cleanup pass."""
+    await service.end(row)
+
+
+@router.get(
+    "/sessions/{session_id}/workspace",
+    response_model=Workspace,
+    responses=error_responses(401, 403, 404, 410),
+)
+async def get_workspace(row: PathDemoSession, service: DemoServiceDep) -> Workspace:
+    """The session's own workspace: projects, tasks, checkpoints and notes."""
+    return service.workspace(row)
+
+
+@router.post(
+    "/sessions/{session_id}/workspace/actions",
+    response_model=Workspace,
+    responses=error_responses(401, 403, 404, 410, 422),
+)
+async def apply_workspace_actions(
+    body: WorkspaceActions, row: PathDemoSession, service: DemoServiceDep
+) -> Workspace:
+    """Apply agent actions (create/update/delete_record) to this session's workspace only."""
+    return await service.apply(row, body.actions)
+
+
+@router.get("/stats", response_model=DemoStats, responses=error_responses(401, 403))
+async def stats(_: AdminUser, service: DemoServiceDep) -> DemoStats:
+    """Demo sessions by status, created today, and their average length (admins only)."""
+    return await service.stats()

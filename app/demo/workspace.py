@@ -1,0 +1,293 @@
+"""A demo session's workspace: projects, tasks, checkpoints and notes, as the agents see them.
+
+The same shapes the chat agents read from a request's `context` (task status
+todo/in_progress/done, priority high/medium/low, checkpoints tied to a
+project). A session's copy lives as JSON in `demo_sessions.workspace`; every
+change goes through `apply_actions`, which applies the agents' action
+descriptors (`create_record`, `update_record`, `delete_record`) to a copy and
+re-validates the whole workspace, so a session can never hold a dangling
+reference.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+TaskStatus = Literal["todo", "in_progress", "done"]
+Priority = Literal["high", "medium", "low"]
+ProjectStatus = Literal["active", "archived"]
+CheckpointStatus = Literal["pending", "reached", "missed"]
+
+Identifier = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", examples=["task_brief_review"])
+]
+
+
+class _Entity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Comment(_Entity):
+    id: Identifier
+    author: str = Field(min_length=1, max_length=100)
+    body: str = Field(min_length=1, max_length=4000)
+    created_at: datetime
+
+
+class Project(_Entity):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    status: ProjectStatus = "active"
+    due_date: date | None = None
+
+
+class Task(_Entity):
+    id: Identifier
+    project_id: str | None = None
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=4000)
+    status: TaskStatus = "todo"
+    priority: Priority = "medium"
+    due_date: date | None = None
+    assignee: str | None = Field(default=None, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    comments: list[Comment] = Field(default_factory=list)
+
+
+class Checkpoint(_Entity):
+    id: Identifier
+    project_id: str
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=4000)
+    due_date: date | None = None
+    status: CheckpointStatus = "pending"
+    ai_suggested: bool = False
+    approved: bool = True
+
+
+class Note(_Entity):
+    id: Identifier
+    project_id: str | None = None
+    title: str = Field(min_length=1, max_length=300)
+    body: str = Field(default="", max_length=20000)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    updated_at: datetime
+
+
+class UserProfile(_Entity):
+    name: str
+    role: str
+    timezone: str = "UTC"
+
+
+class Workspace(_Entity):
+    """One workspace; ids are unique across all its records and every reference resolves."""
+
+    account_type: str
+    name: str
+    user_profile: UserProfile
+    projects: list[Project]
+    tasks: list[Task]
+    checkpoints: list[Checkpoint]
+    notes: list[Note]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Workspace:
+        check_references(self.projects, self.tasks, self.checkpoints, self.notes)
+        return self
+
+
+def check_references(
+    projects: Iterable[Any], tasks: Iterable[Any], checkpoints: Iterable[Any], notes: Iterable[Any]
+) -> None:
+    """Raise ValueError on a duplicate id or a project reference that does not resolve."""
+    projects, tasks, checkpoints, notes = (
+        list(projects),
+        list(tasks),
+        list(checkpoints),
+        list(notes),
+    )
+    seen: set[str] = set()
+    for record in [*projects, *tasks, *checkpoints, *notes]:
+        ids = [record.id, *(c.id for c in getattr(record, "comments", ()))]
+        for id_ in ids:
+            if id_ in seen:
+                raise ValueError(f"duplicate id {id_!r}")
+            seen.add(id_)
+    project_ids = {p.id for p in projects}
+    for kind, records in (("task", tasks), ("checkpoint", checkpoints), ("note", notes)):
+        for record in records:
+            if record.project_id is not None and record.project_id not in project_ids:
+                raise ValueError(
+                    f"{kind} {record.id!r} refers to unknown project {record.project_id!r}"
+                )
+
+
+class WorkspaceSummary(BaseModel):
+    projects: int
+    active_projects: int
+    tasks: int
+    tasks_by_status: dict[str, int]
+    tasks_by_priority: dict[str, int]
+    checkpoints: int
+    notes: int
+
+
+def summarize(workspace: Workspace) -> WorkspaceSummary:
+    by_status = {status: 0 for status in ("todo", "in_progress", "done")}
+    by_priority = {priority: 0 for priority in ("high", "medium", "low")}
+    for task in workspace.tasks:
+        by_status[task.status] += 1
+        by_priority[task.priority] += 1
+    return WorkspaceSummary(
+        projects=len(workspace.projects),
+        active_projects=sum(p.status == "active" for p in workspace.projects),
+        tasks=len(workspace.tasks),
+        tasks_by_status=by_status,
+        tasks_by_priority=by_priority,
+        checkpoints=len(workspace.checkpoints),
+        notes=len(workspace.notes),
+    )
+
+
+# --- actions -------------------------------------------------------------------
+
+Table = Literal["projects", "tasks", "checkpoints", "notes", "task_comments"]
+
+_MODELS: dict[str, type[_Entity]] = {
+    "projects": Project,
+    "tasks": Task,
+    "checkpoints": Checkpoint,
+    "notes": Note,
+    "task_comments": Comment,
+}
+_ID_PREFIX = {
+    "projects": "project",
+    "tasks": "task",
+    "checkpoints": "checkpoint",
+    "notes": "note",
+    "task_comments": "comment",
+}
+
+
+class WorkspaceAction(BaseModel):
+    """An agent's action descriptor, applied to the session's workspace."""
+
+    type: Literal["create_record", "update_record", "delete_record"]
+    table: Table
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionError(ValueError):
+    """An action that cannot apply: unknown record, duplicate id, invalid fields."""
+
+    def __init__(self, message: str, *, status: Literal[404, 409, 422] = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _new_id(table: str) -> str:
+    return f"{_ID_PREFIX[table]}_{secrets.token_hex(4)}"
+
+
+def _errors_text(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts)
+
+
+def apply_actions(workspace: dict[str, Any], actions: Iterable[WorkspaceAction]) -> dict[str, Any]:
+    """Apply actions to a copy of `workspace` (JSON form) and return the validated result."""
+    current = Workspace.model_validate(workspace)
+    data = current.model_dump(mode="json")  # a fresh copy: the input is never mutated
+    for action in actions:
+        _apply(data, action)
+    try:
+        return Workspace.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ActionError(_errors_text(exc)) from exc
+
+
+def _apply(data: dict[str, Any], action: WorkspaceAction) -> None:
+    if action.table == "task_comments":
+        _apply_comment(data, action)
+        return
+    records: list[dict[str, Any]] = data[action.table]
+    model = _MODELS[action.table]
+    if action.type == "create_record":
+        fields = {**action.data}
+        fields.setdefault("id", _new_id(action.table))
+        if action.table == "notes":
+            fields.setdefault("updated_at", datetime.now(UTC).isoformat())
+        try:
+            record = model.model_validate(fields)
+        except ValidationError as exc:
+            raise ActionError(_errors_text(exc)) from exc
+        records.append(record.model_dump(mode="json"))
+        return
+    index = _find(records, action)
+    if action.type == "update_record":
+        merged = {**records[index], **action.data}
+        if action.table == "notes" and "updated_at" not in action.data:
+            merged["updated_at"] = datetime.now(UTC).isoformat()
+        try:
+            records[index] = model.model_validate(merged).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ActionError(_errors_text(exc)) from exc
+        return
+    removed = records.pop(index)
+    if action.table == "projects":
+        # Like the project agent's delete: the project's tasks and checkpoints go with it,
+        # its notes stay, detached.
+        data["tasks"] = [t for t in data["tasks"] if t.get("project_id") != removed["id"]]
+        data["checkpoints"] = [
+            c for c in data["checkpoints"] if c.get("project_id") != removed["id"]
+        ]
+        for note in data["notes"]:
+            if note.get("project_id") == removed["id"]:
+                note["project_id"] = None
+
+
+def _find(records: list[dict[str, Any]], action: WorkspaceAction) -> int:
+    record_id = action.data.get("id")
+    if not isinstance(record_id, str):
+        raise ActionError(f"{action.type} on {action.table} needs data.id")
+    for index, record in enumerate(records):
+        if record["id"] == record_id:
+            return index
+    raise ActionError(f"no record {record_id!r} in {action.table}", status=404)
+
+
+def _apply_comment(data: dict[str, Any], action: WorkspaceAction) -> None:
+    if action.type == "update_record":
+        raise ActionError("task comments cannot be edited; delete and add one instead")
+    if action.type == "create_record":
+        task_id = action.data.get("task_id")
+        task = next((t for t in data["tasks"] if t["id"] == task_id), None)
+        if task is None:
+            raise ActionError(f"no task {task_id!r} to comment on", status=404)
+        fields = {k: v for k, v in action.data.items() if k != "task_id"}
+        fields.setdefault("id", _new_id("task_comments"))
+        fields.setdefault("author", data["user_profile"]["name"])
+        fields.setdefault("created_at", datetime.now(UTC).isoformat())
+        try:
+            comment = Comment.model_validate(fields)
+        except ValidationError as exc:
+            raise ActionError(_errors_text(exc)) from exc
+        task["comments"].append(comment.model_dump(mode="json"))
+        return
+    comment_id = action.data.get("id")
+    for task in data["tasks"]:
+        for index, comment in enumerate(task["comments"]):
+            if comment["id"] == comment_id:
+                task["comments"].pop(index)
+                return
+    raise ActionError(f"no comment {comment_id!r}", status=404)

@@ -1,0 +1,226 @@
+"""Who is calling, as SPEC §3.1 orders it, shared by the rate limiter and the quota gate.
+
+1. a valid access JWT (`Authorization: Bearer`, or `?token=` on the WebSocket) → user + tenant;
+2. a demo session (`X-Demo-Session-Id`, or a demo session token) → that demo tenant;
+3. the `demo_session_id` cookie → an anonymous visitor;
+4. a browser fingerprint: SHA-256 over User-Agent, client IP, Accept-Language and a
+   server-side salt (the inputs are never stored).
+
+The first anonymous response sets the cookie to the visitor's id, so a visitor
+keeps one identity (and one quota) from the first request on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import func, select
+
+from app.auth.security import InvalidToken, TokenCodec
+from app.config import Settings
+from app.db import Database
+from app.gateway.client_ip import Network, client_ip
+from app.models import BillingTier, DemoSession, DemoSessionStatus, Membership, Subscription
+
+COOKIE_NAME = "demo_session_id"
+DEMO_HEADER = b"x-demo-session-id"
+_VISITOR_ID = re.compile(r"^[0-9a-f]{32,64}$")
+
+
+class IdentityKind(StrEnum):
+    USER = "user"
+    DEMO = "demo"
+    ANONYMOUS = "anonymous"
+
+
+@dataclass(slots=True)
+class Identity:
+    kind: IdentityKind
+    subject: str  # the key quotas and limits are counted against
+    ip: str
+    tier: BillingTier = BillingTier.FREE
+    seats: int = 1
+    user_id: uuid.UUID | None = None
+    tenant_id: uuid.UUID | None = None
+    demo_session_id: str | None = None
+    # A credential was sent but did not verify: the route will refuse it (401 / 1008).
+    invalid_credentials: bool = False
+    # Set on the first anonymous response.
+    new_cookie: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate_key(self) -> str:
+        """Anonymous callers share a rate limit per IP; everyone else has their own."""
+        return f"ip:{self.ip}" if self.kind is IdentityKind.ANONYMOUS else self.subject
+
+
+def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    return {key: value for key, value in scope.get("headers", ())}
+
+
+def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
+    auth = headers.get(b"authorization")
+    if auth:
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    if scope["type"] == "websocket":
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+        if values and values[0]:
+            return values[0]
+    return None
+
+
+def _cookie(headers: dict[bytes, bytes]) -> str | None:
+    raw = headers.get(b"cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw.decode("latin-1"))
+    except Exception:  # a malformed Cookie header is the client's problem, not ours
+        return None
+    morsel = jar.get(COOKIE_NAME)
+    if morsel is None or not _VISITOR_ID.match(morsel.value):
+        return None
+    return morsel.value
+
+
+def fingerprint(headers: dict[bytes, bytes], ip: str, salt: str) -> str:
+    digest = hashlib.sha256()
+    for part in (
+        headers.get(b"user-agent", b""),
+        ip.encode(),
+        headers.get(b"accept-language", b""),
+        salt.encode(),
+    ):
+        digest.update(len(part).to_bytes(4, "big") + part)
+    return digest.hexdigest()
+
+
+class IdentityResolver:
+    def __init__(
+        self, settings: Settings, codec: TokenCodec, db: Database, trusted: tuple[Network, ...]
+    ) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.db = db
+        self.trusted = trusted
+
+    async def resolve(self, scope: dict[str, Any]) -> Identity:
+        headers = _headers(scope)
+        ip = client_ip(scope, self.trusted)
+        token = _bearer(scope, headers)
+        invalid = False
+        if token is not None:
+            identity = await self._from_token(token, ip)
+            if identity is not None:
+                return identity
+            invalid = True
+        demo_id = headers.get(DEMO_HEADER)
+        if demo_id:
+            identity = await self._from_demo_session(demo_id.decode("latin-1"), ip)
+            if identity is not None:
+                return identity
+            invalid = True
+        visitor = _cookie(headers)
+        new_cookie = None
+        if visitor is None:
+            visitor = fingerprint(headers, ip, self.settings.FINGERPRINT_SALT)
+            new_cookie = visitor
+        return Identity(
+            IdentityKind.ANONYMOUS,
+            f"anon:{visitor}",
+            ip,
+            invalid_credentials=invalid,
+            new_cookie=new_cookie,
+        )
+
+    async def _from_token(self, token: str, ip: str) -> Identity | None:
+        try:
+            claims = self.codec.decode(token, "access")
+        except InvalidToken:
+            return await self._from_demo_token(token, ip)
+        try:
+            user_id = uuid.UUID(claims["sub"])
+            tenant_id = uuid.UUID(claims["tid"])
+        except (KeyError, ValueError):
+            return None
+        tier, seats = await self._tier_and_seats(tenant_id)
+        return Identity(
+            IdentityKind.USER,
+            f"user:{user_id}",
+            ip,
+            tier=tier,
+            seats=seats,
+            user_id=user_id,
+            tenant_id=tenant_id,
+        )
+
+    async def _from_demo_token(self, token: str, ip: str) -> Identity | None:
+        try:
+            claims = self.codec.decode(token, "demo")
+        except InvalidToken:
+            return None
+        return await self._from_demo_session(str(claims.get("sub", "")), ip)
+
+    async def _from_demo_session(self, session_id: str, ip: str) -> Identity | None:
+        if not session_id or len(session_id) > 64:
+            return None
+        async with self.db.sessionmaker() as session:
+            tenant_id = await session.scalar(
+                select(DemoSession.tenant_id).where(
+                    DemoSession.id == session_id,
+                    DemoSession.status == DemoSessionStatus.ACTIVE,
+                    DemoSession.expires_at > datetime.now(UTC),
+                )
+            )
+        if tenant_id is None:
+            return None
+        return Identity(
+            IdentityKind.DEMO,
+            f"demo:{session_id}",
+            ip,
+            tenant_id=tenant_id,
+            demo_session_id=session_id,
+        )
+
+    async def _tier_and_seats(self, tenant_id: uuid.UUID) -> tuple[BillingTier, int]:
+        """The tenant's live tier (and members, for per-seat limits), in one round trip."""
+        seats = (
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.tenant_id == tenant_id)
+            .scalar_subquery()
+        )
+        async with self.db.sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(Subscription.tier, seats).where(Subscription.tenant_id == tenant_id)
+                )
+            ).one_or_none()
+        if row is None:
+            return BillingTier.FREE, 1
+        return row[0], max(1, int(row[1]))
+
+
+def set_cookie_header(value: str, *, secure: bool, max_age_days: int) -> tuple[bytes, bytes]:
+    parts = [
+        f"{COOKIE_NAME}={value}",
+        "Path=/",
+        f"Max-Age={max_age_days * 86400}",
+        "HttpOnly",
+        "SameSite=Lax",
+    ]
+    if secure:
+        parts.append("Secure")
+    return b"set-cookie", "; ".join(parts).encode("latin-1")

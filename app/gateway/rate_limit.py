@@ -1,0 +1,124 @@
+"""Tier rate limit: a moving 60-second window per identity, sized by the live tier.
+
+Pure ASGI; HTTP and WebSocket alike. Every limited response carries
+`RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a refusal is a
+429 with `Retry-After`. The window store is memory (one process) or Redis
+(shared by every worker and host). If the store fails, `RATE_LIMIT_FAIL_OPEN`
+decides: let the request through (default, logged) or refuse it with 503.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from limits import RateLimitItemPerMinute
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import ServiceUnavailable, TooManyRequests
+from app.gateway.identity import set_cookie_header
+from app.gateway.responses import refuse
+from app.gateway.services import gateway_of, identity_of
+
+log = logging.getLogger(__name__)
+
+EXEMPT_PATHS = frozenset(
+    {
+        "/api/v1/health",
+        "/api/v1/health/ready",
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/billing/webhook",
+    }
+)
+
+
+def is_limited(scope: Scope) -> bool:
+    path = scope["path"]
+    return path.startswith("/api/") and path not in EXEMPT_PATHS
+
+
+class TierRateLimitMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not is_limited(scope):
+            await self.app(scope, receive, send)
+            return
+
+        gateway = gateway_of(scope)
+        try:
+            identity = await identity_of(scope)
+        except Exception as exc:
+            log.error("identity store unavailable", extra={"error": type(exc).__name__})
+            await refuse(
+                scope,
+                receive,
+                send,
+                ServiceUnavailable(
+                    "Service temporarily unavailable.", error="identity_unavailable"
+                ),
+            )
+            return
+        amount = gateway.tiers.rate_per_minute(identity.tier, identity.seats)
+        headers: list[tuple[str, str]] = []
+        try:
+            result = await gateway.window.hit(
+                RateLimitItemPerMinute(amount), "tier", identity.rate_key
+            )
+        except Exception as exc:
+            log.warning("rate limit store unavailable", extra={"error": type(exc).__name__})
+            if not gateway.settings.RATE_LIMIT_FAIL_OPEN:
+                await refuse(
+                    scope,
+                    receive,
+                    send,
+                    ServiceUnavailable(
+                        "Rate limiting is temporarily unavailable; try again shortly.",
+                        error="rate_limit_unavailable",
+                        headers={"Retry-After": "5"},
+                    ),
+                )
+                return
+        else:
+            headers = [
+                ("RateLimit-Limit", str(result.limit)),
+                ("RateLimit-Remaining", str(result.remaining)),
+                ("RateLimit-Reset", str(result.reset_after)),
+            ]
+            if not result.allowed:
+                await refuse(
+                    scope,
+                    receive,
+                    send,
+                    TooManyRequests(
+                        f"Rate limit of {result.limit} requests per minute exceeded; "
+                        f"retry in {result.reset_after} s.",
+                        retry_after=result.reset_after,
+                    ),
+                    headers,
+                )
+                return
+
+        cookie = None
+        if identity.new_cookie is not None:
+            cookie = set_cookie_header(
+                identity.new_cookie,
+                secure=gateway.settings.ENV != "dev" and gateway.settings.ENV != "test",
+                max_age_days=gateway.settings.DEMO_COOKIE_MAX_AGE_DAYS,
+            )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                mutable = MutableHeaders(scope=message)
+                for name, value in headers:
+                    mutable[name] = value
+                if cookie is not None:
+                    mutable.append(cookie[0].decode(), cookie[1].decode())
+            elif message["type"] == "websocket.accept" and cookie is not None:
+                message["headers"] = [*message.get("headers", []), cookie]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

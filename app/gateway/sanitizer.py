@@ -1,0 +1,134 @@
+"""Sanitizer: keeps prompt material out of chat responses and WebSocket frames.
+
+JSON bodies under `/api/v1/chat` are decoded and every string value redacted
+(so the JSON stays valid). WebSocket text frames are redacted too; token
+frames (`{"token": …}`) go through one stream redactor per connection, so a
+fragment split across frames is caught. Other responses — storage and backup
+bytes included — pass through untouched after a prefix check.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.gateway.redaction import Redactor, StreamRedactor
+
+CHAT_PREFIX = "/api/v1/chat"
+
+
+class SanitizerMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            redactor: Redactor = scope["app"].state.redactor
+            await self.app(scope, receive, _WebSocketSanitizer(redactor, send).send)
+        elif scope["type"] == "http" and scope["path"].startswith(CHAT_PREFIX):
+            redactor = scope["app"].state.redactor
+            await self.app(scope, receive, _JSONBodySanitizer(redactor, send).send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class _JSONBodySanitizer:
+    def __init__(self, redactor: Redactor, send: Send) -> None:
+        self.redactor = redactor
+        self.downstream = send
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+        self.active = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            content_type = MutableHeaders(scope=message).get("content-type", "")
+            self.active = content_type.startswith("application/json")
+            if not self.active:
+                await self.downstream(message)
+            else:
+                self.start = message
+            return
+        if message["type"] != "http.response.body" or not self.active:
+            await self.downstream(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = self._sanitized(b"".join(self.chunks))
+        assert self.start is not None
+        headers = MutableHeaders(scope=self.start)
+        headers["content-length"] = str(len(body))
+        await self.downstream(self.start)
+        await self.downstream({"type": "http.response.body", "body": body})
+
+    def _sanitized(self, body: bytes) -> bytes:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return self.redactor.redact(body.decode("utf-8", "replace")).encode()
+        cleaned = self.redactor.redact_json(document)
+        if cleaned == document:
+            return body
+        return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _WebSocketSanitizer:
+    def __init__(self, redactor: Redactor, send: Send) -> None:
+        self.redactor = redactor
+        self.downstream = send
+        self.stream: StreamRedactor = redactor.stream()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.send" and message.get("text") is not None:
+            await self._send_text(message["text"])
+            return
+        if message["type"] == "websocket.close":
+            await self._flush()
+        await self.downstream(message)
+
+    async def _send_text(self, text: str) -> None:
+        try:
+            frame: Any = json.loads(text)
+        except ValueError:
+            frame = None
+        if isinstance(frame, dict) and isinstance(frame.get("token"), str) and len(frame) <= 2:
+            safe = self.stream.feed(frame["token"])
+            if safe:
+                await self._emit({**frame, "token": safe})
+            return
+        if frame is not None and not _has_text(frame):
+            # A control frame (a ping, a progress count) carries nothing to redact and
+            # must not flush a tail that may be half of a fragment.
+            await self.downstream({"type": "websocket.send", "text": text})
+            return
+        await self._flush()
+        if frame is None:
+            await self.downstream({"type": "websocket.send", "text": self.redactor.redact(text)})
+            return
+        cleaned = self.redactor.redact_json(frame)
+        out = text if cleaned == frame else json.dumps(cleaned, ensure_ascii=False)
+        await self.downstream({"type": "websocket.send", "text": out})
+
+    async def _flush(self) -> None:
+        rest = self.stream.flush()
+        if rest:
+            await self._emit({"token": rest})
+
+    async def _emit(self, frame: dict[str, Any]) -> None:
+        await self.downstream(
+            {"type": "websocket.send", "text": json.dumps(frame, ensure_ascii=False)}
+        )
+
+
+def _has_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, dict):
+        return any(_has_text(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_text(item) for item in value)
+    return False

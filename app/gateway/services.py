@@ -1,0 +1,59 @@
+"""The gateway's clients, opened by the lifespan and shared by the middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from starlette.types import Scope
+
+from app.billing.tiers import TierTable
+from app.config import Settings
+from app.credits.service import CreditService
+from app.gateway.identity import Identity, IdentityResolver
+from app.kit.ratelimit import MovingWindow
+from app.quota.service import QuotaService
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    tiers: TierTable
+    identities: IdentityResolver
+    window: MovingWindow
+    quotas: QuotaService
+    credits: CreditService
+
+
+@asynccontextmanager
+async def gateway_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Needs `core_lifespan` first (database, token codec, limiter storage)."""
+    tiers: TierTable = app.state.tiers
+    credits = CreditService(app.state.db, settings, tiers)
+    app.state.gateway = Gateway(
+        settings=settings,
+        tiers=tiers,
+        identities=IdentityResolver(
+            settings, app.state.token_codec, app.state.db, app.state.trusted_proxies
+        ),
+        window=MovingWindow(app.state.limiter_storage),
+        quotas=QuotaService(app.state.db, settings, tiers, credits),
+        credits=credits,
+    )
+    yield
+
+
+def gateway_of(scope: Scope) -> Gateway:
+    return scope["app"].state.gateway
+
+
+async def identity_of(scope: Scope) -> Identity:
+    """Resolve the caller once per request; the limiter and the gate share the result."""
+    state = scope.setdefault("state", {})
+    identity = state.get("identity")
+    if identity is None:
+        identity = await gateway_of(scope).identities.resolve(scope)
+        state["identity"] = identity
+    return identity

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, status
+
+from app.auth.dependencies import AdminUser, CurrentUser
+from app.errors import error_response, error_responses
+from app.marketplace.dependencies import MarketplacePrincipal, MarketplaceServiceDep, PluginId
+from app.marketplace.schemas import (
+    CatalogSort,
+    EarningsReport,
+    InstallResult,
+    PendingPage,
+    PluginDetail,
+    PluginPage,
+    PluginWithManifest,
+    RatingRequest,
+    RatingResult,
+    ReviewRequest,
+    ReviewResult,
+)
+from app.marketplace.service import ChecklistFailed
+
+plugins_router = APIRouter(prefix="/plugins", tags=["marketplace"])
+admin_router = APIRouter(prefix="/admin/plugins", tags=["marketplace admin"])
+
+PageQuery = Annotated[int, Query(ge=1, le=10_000, description="1-based; 20 plugins a page.")]
+
+
+@plugins_router.get("", response_model=PluginPage, responses=error_responses(401, 403, 422))
+async def catalog(
+    principal: MarketplacePrincipal,
+    service: MarketplaceServiceDep,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Search name and description.")
+    ] = None,
+    sort: CatalogSort = CatalogSort.INSTALLS,
+    page: PageQuery = 1,
+) -> PluginPage:
+    """Approved plugins, filtered by category and text, sorted, 20 a page (Power tier and up)."""
+    return await service.catalog(category=category, q=q, sort=sort, page=page)
+
+
+@plugins_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PluginWithManifest,
+    responses=error_responses(401, 409, 422),
+)
+async def submit(
+    manifest: Annotated[dict[str, Any], Body(description="The plugin manifest.")],
+    user: CurrentUser,
+    service: MarketplaceServiceDep,
+) -> Any:
+    """Submit a plugin manifest; it passes the automated checklist, then waits for review."""
+    try:
+        return await service.submit(manifest, user)
+    except ChecklistFailed as exc:
+        return error_response(
+            422,
+            "checklist_failed",
+            exc.message,
+            details=[failure.model_dump() for failure in exc.failures],
+        )
+
+
+# Declared before `/{plugin_id}`, which would otherwise capture "earnings".
+@plugins_router.get("/earnings", response_model=EarningsReport, responses=error_responses(401, 422))
+async def earnings(
+    user: CurrentUser,
+    service: MarketplaceServiceDep,
+    period: Annotated[
+        str | None, Query(description="YYYY-MM (a month) or YYYY (a year); default this month.")
+    ] = None,
+) -> EarningsReport:
+    """The caller's plugin sales and 70 % developer share over a period, per plugin."""
+    return await service.earnings(user, period)
+
+
+@plugins_router.get(
+    "/{plugin_id}", response_model=PluginDetail, responses=error_responses(401, 403, 404, 422)
+)
+async def detail(
+    plugin_id: PluginId, principal: MarketplacePrincipal, service: MarketplaceServiceDep
+) -> PluginDetail:
+    """One plugin, with whether the caller installed and rated it."""
+    return await service.detail(plugin_id, principal.user)
+
+
+@plugins_router.post(
+    "/{plugin_id}/install",
+    response_model=InstallResult,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def install(
+    plugin_id: PluginId, principal: MarketplacePrincipal, service: MarketplaceServiceDep
+) -> InstallResult:
+    """Install a plugin (idempotent); a paid plugin's first install records its sale."""
+    return await service.install(plugin_id, principal)
+
+
+@plugins_router.delete(
+    "/{plugin_id}/install",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def uninstall(plugin_id: PluginId, user: CurrentUser, service: MarketplaceServiceDep) -> None:
+    """Uninstall a plugin (idempotent). Open to every tier, so a downgraded workspace
+    can still remove what it installed."""
+    await service.uninstall(plugin_id, user)
+
+
+@plugins_router.post(
+    "/{plugin_id}/rating",
+    response_model=RatingResult,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def rate(
+    plugin_id: PluginId,
+    body: RatingRequest,
+    principal: MarketplacePrincipal,
+    service: MarketplaceServiceDep,
+) -> RatingResult:
+    """Rate an installed plugin 1–5; rating again replaces the caller's rating."""
+    return await service.rate(plugin_id, body.rating, principal.user)
+
+
+@admin_router.get("/pending", response_model=PendingPage, responses=error_responses(401, 403))
+async def pending(
+    admin: AdminUser, service: MarketplaceServiceDep, page: PageQuery = 1
+) -> PendingPage:
+    """Submissions awaiting review, oldest first (administrators only)."""
+    return await service.pending(page)
+
+
+@admin_router.post(
+    "/{plugin_id}/review",
+    response_model=ReviewResult,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def review(
+    plugin_id: PluginId, body: ReviewRequest, admin: AdminUser, service: MarketplaceServiceDep
+) -> ReviewResult:
+    """Approve or reject a pending submission (administrators only)."""
+    return await service.review(plugin_id, body.decision, body.notes, admin)
+
+
+router = APIRouter()
+router.include_router(plugins_router)
+router.include_router(admin_router)

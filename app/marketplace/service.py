@@ -1,0 +1,341 @@
+"""The plugin marketplace: catalog, submission and review, installs, ratings, revenue."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.dependencies import Principal
+from app.billing.stripe_client import StripeGateway
+from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from app.marketplace.checklist import run_checklist
+from app.marketplace.repository import PluginRepository
+from app.marketplace.schemas import (
+    PAGE_SIZE,
+    CatalogSort,
+    ChecklistFailure,
+    EarningsLine,
+    EarningsReport,
+    EarningsTotal,
+    InstallResult,
+    PendingPage,
+    PluginDetail,
+    PluginPage,
+    PluginRead,
+    PluginWithManifest,
+    RatingResult,
+    RevenueRead,
+    ReviewResult,
+)
+from app.models import (
+    Plugin,
+    PluginReview,
+    PluginStatus,
+    RevenueEvent,
+    ReviewDecision,
+    TransferStatus,
+    User,
+)
+from app.models.base import utcnow
+
+log = logging.getLogger(__name__)
+
+DEVELOPER_SHARE_PERCENT = 70
+PERIOD_PATTERN = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+
+
+class ChecklistFailed(Exception):
+    def __init__(self, failures: list[ChecklistFailure]) -> None:
+        self.failures = failures
+        rules = ", ".join(dict.fromkeys(f.rule for f in failures))
+        self.message = f"The manifest failed the automated checklist: {rules}."
+        super().__init__(self.message)
+
+
+def split_revenue(amount_cents: int) -> tuple[int, int]:
+    """(developer, platform) in whole cents; the platform takes the rounding, no cent lost."""
+    developer = amount_cents * DEVELOPER_SHARE_PERCENT // 100
+    return developer, amount_cents - developer
+
+
+def parse_period(period: str | None, now: datetime | None = None) -> tuple[str, datetime, datetime]:
+    """`YYYY-MM` (a month) or `YYYY` (a year) as a half-open UTC range; default this month."""
+    if period is None:
+        now = now or utcnow()
+        period = f"{now.year:04d}-{now.month:02d}"
+    match = PERIOD_PATTERN.match(period)
+    if match is None:
+        raise Unprocessable("period must be YYYY-MM or YYYY.", error="invalid_period")
+    year = int(match.group(1))
+    if match.group(2) is None:
+        return period, datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    month = int(match.group(2))
+    if not 1 <= month <= 12 or year < 1970:
+        raise Unprocessable("period must be YYYY-MM or YYYY.", error="invalid_period")
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return period, start, end
+
+
+def _pages(total: int) -> int:
+    return max(1, math.ceil(total / PAGE_SIZE))
+
+
+class MarketplaceService:
+    def __init__(self, session: AsyncSession, stripe: StripeGateway) -> None:
+        self.session = session
+        self.stripe = stripe
+        self.plugins = PluginRepository(session)
+
+    # --- browsing ---------------------------------------------------------------------
+
+    async def catalog(
+        self, *, category: str | None, q: str | None, sort: CatalogSort, page: int
+    ) -> PluginPage:
+        statement = self.plugins.catalog_statement(category=category, q=q, sort=sort)
+        rows, total = await self.plugins.paginate(statement, page=page, limit=PAGE_SIZE)
+        return PluginPage(
+            items=[PluginRead.model_validate(p) for p in rows],
+            total=total,
+            page=page,
+            page_size=PAGE_SIZE,
+            pages=_pages(total),
+        )
+
+    async def detail(self, plugin_id: str, user: User) -> PluginDetail:
+        plugin = await self._visible(plugin_id, user)
+        return PluginDetail(
+            **PluginRead.model_validate(plugin).model_dump(),
+            rating_sum=plugin.rating_sum,
+            installed=await self.plugins.is_installed(plugin_id, user.id),
+            my_rating=await self.plugins.rating_of(plugin_id, user.id),
+        )
+
+    async def _visible(self, plugin_id: str, user: User) -> Plugin:
+        """Approved plugins for everyone; a submission also for its author and admins."""
+        plugin = await self.plugins.get(plugin_id)
+        if plugin is None or (
+            plugin.status != PluginStatus.APPROVED
+            and plugin.author_id != user.id
+            and not user.is_admin
+        ):
+            raise NotFound(f"No plugin {plugin_id!r}.", error="plugin_not_found")
+        return plugin
+
+    async def _approved(self, plugin_id: str) -> Plugin:
+        plugin = await self.plugins.get(plugin_id)
+        if plugin is None or plugin.status != PluginStatus.APPROVED:
+            raise NotFound(f"No plugin {plugin_id!r}.", error="plugin_not_found")
+        return plugin
+
+    # --- submission and review --------------------------------------------------------
+
+    async def submit(self, manifest: dict[str, Any], author: User) -> PluginWithManifest:
+        failures = run_checklist(manifest)
+        if failures:
+            raise ChecklistFailed(failures)
+        plugin_id = manifest["id"]
+        values = {
+            "name": manifest["name"].strip(),
+            "description": manifest.get("description", ""),
+            "version": manifest["version"],
+            "category": manifest["category"],
+            "price_cents": manifest.get("price_cents", 0),
+            "currency": manifest.get("currency", "EUR"),
+            "permissions": list(dict.fromkeys(manifest.get("permissions", []))),
+            "manifest": manifest,
+            "status": PluginStatus.PENDING_REVIEW,
+        }
+        created = await self.plugins.insert_new({"id": plugin_id, "author_id": author.id, **values})
+        if not created and not await self.plugins.resubmit(plugin_id, author.id, values):
+            raise Conflict(f"The plugin id {plugin_id!r} is taken.", error="plugin_id_taken")
+        plugin = await self.plugins.get(plugin_id)
+        assert plugin is not None
+        await self.session.refresh(plugin)
+        log.info("plugin %s submitted for review by %s", plugin_id, author.id)
+        return PluginWithManifest.model_validate(plugin)
+
+    async def pending(self, page: int) -> PendingPage:
+        rows, total = await self.plugins.paginate(
+            self.plugins.pending_statement(), page=page, limit=PAGE_SIZE
+        )
+        return PendingPage(
+            items=[PluginWithManifest.model_validate(p) for p in rows],
+            total=total,
+            page=page,
+            page_size=PAGE_SIZE,
+            pages=_pages(total),
+        )
+
+    async def review(
+        self, plugin_id: str, decision: ReviewDecision, notes: str, admin: User
+    ) -> ReviewResult:
+        if await self.plugins.get(plugin_id) is None:
+            raise NotFound(f"No plugin {plugin_id!r}.", error="plugin_not_found")
+        if decision == ReviewDecision.REJECTED and not notes.strip():
+            raise Unprocessable(
+                "A rejection needs notes telling the developer why.", error="notes_required"
+            )
+        status = (
+            PluginStatus.APPROVED if decision == ReviewDecision.APPROVED else PluginStatus.REJECTED
+        )
+        # Conditional on `pending_review`, so two admins deciding at once record one decision.
+        if not await self.plugins.decide(plugin_id, status):
+            raise Conflict(f"Plugin {plugin_id!r} is not awaiting review.", error="not_pending")
+        review = await self.plugins.add_review(
+            PluginReview(plugin_id=plugin_id, reviewer_id=admin.id, decision=decision, notes=notes)
+        )
+        log.info("plugin %s %s by %s", plugin_id, decision, admin.id)
+        return ReviewResult(
+            plugin_id=plugin_id,
+            status=status,
+            decision=decision,
+            notes=notes,
+            reviewer_id=admin.id,
+            reviewed_at=review.reviewed_at,
+        )
+
+    # --- installs -----------------------------------------------------------------------
+
+    async def install(self, plugin_id: str, principal: Principal) -> InstallResult:
+        plugin = await self._approved(plugin_id)
+        user = principal.user
+        created = await self.plugins.install(plugin_id, user.id, principal.tenant.id)
+        if not created:
+            return InstallResult(
+                plugin_id=plugin_id,
+                newly_installed=False,
+                install_count=await self.plugins.install_count(plugin_id),
+            )
+        count = await self.plugins.add_installs(plugin_id, 1)
+        revenue = None
+        # A paid plugin is sold once per user: reinstalling after an uninstall is free.
+        if plugin.price_cents > 0 and not await self.plugins.has_sale(plugin_id, user.id):
+            revenue = await self._record_sale(plugin, user)
+        return InstallResult(
+            plugin_id=plugin_id, newly_installed=True, install_count=count, revenue=revenue
+        )
+
+    async def uninstall(self, plugin_id: str, user: User) -> None:
+        if await self.plugins.get(plugin_id) is None:
+            raise NotFound(f"No plugin {plugin_id!r}.", error="plugin_not_found")
+        if await self.plugins.uninstall(plugin_id, user.id):
+            await self.plugins.add_installs(plugin_id, -1)
+
+    async def _record_sale(self, plugin: Plugin, buyer: User) -> RevenueRead:
+        developer_share, platform_share = split_revenue(plugin.price_cents)
+        event = RevenueEvent(
+            id=uuid.uuid4(),
+            plugin_id=plugin.id,
+            user_id=buyer.id,
+            developer_id=plugin.author_id,
+            amount_cents=plugin.price_cents,
+            currency=plugin.currency,
+            developer_share_cents=developer_share,
+            platform_share_cents=platform_share,
+            transfer_status=TransferStatus.NOT_REQUIRED,
+        )
+        if plugin.author_id is not None and developer_share > 0:
+            await self._transfer(event, plugin.author_id)
+        await self.plugins.add_revenue(event)
+        return RevenueRead.model_validate(event)
+
+    async def _transfer(self, event: RevenueEvent, developer_id: uuid.UUID) -> None:
+        """The developer's share through Stripe Connect; the sale is recorded whatever happens."""
+        if not self.stripe.live:
+            event.transfer_status = TransferStatus.STUBBED
+            return
+        destination = await self.plugins.connect_account_of(developer_id)
+        if not destination:
+            log.warning(
+                "developer %s has no Stripe Connect account; transfer for sale %s pending",
+                developer_id,
+                event.id,
+            )
+            event.transfer_status = TransferStatus.FAILED
+            return
+        try:
+            result = await self.stripe.create_transfer(
+                amount_cents=event.developer_share_cents,
+                currency=event.currency,
+                destination=destination,
+                # Same key on a retry of this sale: Stripe pays out once.
+                idempotency_key=f"revenue-{event.id}",
+                metadata={"revenue_event_id": str(event.id), "plugin_id": event.plugin_id},
+            )
+        except AppError:
+            log.warning("transfer for sale %s failed; recorded for a later payout", event.id)
+            event.transfer_status = TransferStatus.FAILED
+            return
+        event.transfer_status = TransferStatus.CREATED
+        event.stripe_transfer_id = result.id
+
+    # --- ratings --------------------------------------------------------------------------
+
+    async def rate(self, plugin_id: str, rating: int, user: User) -> RatingResult:
+        await self._approved(plugin_id)
+        if not await self.plugins.is_installed(plugin_id, user.id):
+            raise Forbidden("Only users who installed a plugin may rate it.", error="not_installed")
+        rating_sum, rating_count = await self._apply_rating(plugin_id, user.id, rating)
+        return RatingResult(
+            plugin_id=plugin_id,
+            rating=rating,
+            rating_count=rating_count,
+            avg_rating=rating_sum / rating_count,
+        )
+
+    async def _apply_rating(
+        self, plugin_id: str, user_id: uuid.UUID, rating: int
+    ) -> tuple[int, int]:
+        # Two passes at most: a concurrent first rating by the same user makes
+        # our insert a no-op, and the second pass then updates that row.
+        for _ in range(2):
+            previous = await self.plugins.lock_rating(plugin_id, user_id)
+            if previous is not None:
+                await self.plugins.set_rating(plugin_id, user_id, rating)
+                return await self.plugins.add_rating_totals(plugin_id, rating - previous, 0)
+            if await self.plugins.insert_rating(plugin_id, user_id, rating):
+                return await self.plugins.add_rating_totals(plugin_id, rating, 1)
+        raise Conflict("The rating changed concurrently; try again.", error="rating_conflict")
+
+    # --- earnings ------------------------------------------------------------------------
+
+    async def earnings(self, developer: User, period: str | None) -> EarningsReport:
+        label, start, end = parse_period(period)
+        rows = await self.plugins.earnings(developer.id, start, end)
+        lines = [
+            EarningsLine(
+                plugin_id=plugin_id,
+                currency=currency,
+                sales=sales,
+                amount_cents=amount,
+                developer_share_cents=developer_share,
+                platform_share_cents=platform_share,
+            )
+            for plugin_id, currency, sales, amount, developer_share, platform_share in rows
+        ]
+        totals: dict[str, EarningsTotal] = {}
+        for line in lines:
+            total = totals.setdefault(
+                line.currency,
+                EarningsTotal(
+                    currency=line.currency,
+                    sales=0,
+                    amount_cents=0,
+                    developer_share_cents=0,
+                    platform_share_cents=0,
+                ),
+            )
+            total.sales += line.sales
+            total.amount_cents += line.amount_cents
+            total.developer_share_cents += line.developer_share_cents
+            total.platform_share_cents += line.platform_share_cents
+        return EarningsReport(
+            period=label, start=start, end=end, totals=list(totals.values()), plugins=lines
+        )

@@ -1,0 +1,290 @@
+"""Admission of units of work: daily quotas, the LLM quota, BYOK, concurrency leases.
+
+A unit of work is a chat request (REST or WebSocket) or a demo example run.
+The gate asks `QuotaService.admit()`; it answers with an `Admission` (the
+`UnitOfWork` for the chat layer plus the leases to give back) or raises
+429 / 503. The quota store failing means 503: quotas fail closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from app.billing.tiers import TierTable
+from app.config import Settings
+from app.credits.service import CreditService
+from app.db import Database
+from app.errors import ServiceUnavailable, TooManyRequests
+from app.gateway.byok import LLMKey
+from app.gateway.identity import Identity, IdentityKind
+from app.gateway.work import LLMGrant, UnitOfWork
+from app.kit.sql import STORE_ERRORS
+from app.models import QuotaKind
+from app.quota.repository import CounterRepository, Lease, LeaseRepository
+from app.quota.schemas import Allowance, Concurrency, LLMAllowance, QuotaStatus
+
+log = logging.getLogger(__name__)
+
+SYSTEM_SCOPE = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    daily_total: int
+    daily_llm: int | None  # None: LLM use is metered by credits, not counted
+    concurrent: int
+    daily_per_ip: int | None
+
+
+@dataclass(slots=True)
+class Admission:
+    unit: UnitOfWork
+    leases: list[Lease]
+
+
+def utc_today(now: datetime | None = None) -> date:
+    return (now or datetime.now(UTC)).date()
+
+
+def next_reset(now: datetime | None = None) -> datetime:
+    """Daily quotas are calendar UTC days: they reset at the next UTC midnight."""
+    today = utc_today(now)
+    return datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+def seconds_until_reset(now: datetime | None = None) -> int:
+    now = now or datetime.now(UTC)
+    return max(1, int((next_reset(now) - now).total_seconds()))
+
+
+def lease_scope(identity: Identity) -> str:
+    return f"subject:{identity.subject}"
+
+
+def ip_subject(identity: Identity) -> str:
+    return f"ip:{identity.ip}"
+
+
+class QuotaService:
+    def __init__(
+        self, db: Database, settings: Settings, tiers: TierTable, credits: CreditService
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.tiers = tiers
+        self.credits = credits
+
+    def policy(self, identity: Identity, byok: bool) -> QuotaPolicy:
+        s = self.settings
+        if identity.kind is IdentityKind.USER:
+            limits = self.tiers[identity.tier]
+            llm = limits.daily_llm_units
+            return QuotaPolicy(
+                daily_total=limits.daily_units,
+                # With the caller's own key, every unit may use the LLM.
+                daily_llm=limits.daily_units if byok and llm is not None else llm,
+                concurrent=limits.concurrent,
+                daily_per_ip=None,
+            )
+        return QuotaPolicy(
+            daily_total=s.RATE_LIMIT_DAILY_PER_USER,
+            daily_llm=s.RATE_LIMIT_DAILY_PER_USER if byok else s.RATE_LIMIT_DAILY_LLM_PER_USER,
+            concurrent=s.MAX_CONCURRENT_TASK_TREES_PER_USER,
+            daily_per_ip=s.RATE_LIMIT_DAILY_PER_IP,
+        )
+
+    async def admit(
+        self, identity: Identity, llm_key: LLMKey | None, request_id: str | None
+    ) -> Admission:
+        policy = self.policy(identity, llm_key is not None)
+        leases: list[Lease] = []
+        try:
+            leases = await self._take_slots(identity, policy)
+            use_llm, reason = await self._count(identity, policy)
+            metered = (
+                identity.kind is IdentityKind.USER and policy.daily_llm is None and llm_key is None
+            )
+            if metered:
+                assert identity.tenant_id is not None
+                await self.credits.ensure_monthly_grant(identity.tenant_id, identity.tier)
+        except BaseException:
+            await self.release(leases)
+            raise
+        grant = LLMGrant(
+            use_llm=use_llm,
+            api_key=llm_key.key if llm_key else None,
+            provider=llm_key.provider if llm_key else None,
+            metered=metered,
+            fallback_reason=reason,
+        )
+        unit = UnitOfWork(
+            subject=identity.subject,
+            tier=identity.tier,
+            llm=grant,
+            request_id=request_id,
+            user_id=identity.user_id,
+            tenant_id=identity.tenant_id,
+            demo_session_id=identity.demo_session_id,
+            accountant=self.credits if metered else None,
+            default_estimate=self.settings.CREDIT_RESERVE_ESTIMATE,
+        )
+        return Admission(unit, leases)
+
+    async def _take_slots(self, identity: Identity, policy: QuotaPolicy) -> list[Lease]:
+        now = datetime.now(UTC)
+        ttl = timedelta(seconds=self.settings.LEASE_TTL_SECONDS)
+        taken: list[Lease] = []
+        try:
+            async with self.db.sessionmaker.begin() as session:
+                own = await LeaseRepository(session).acquire(
+                    lease_scope(identity), policy.concurrent, now, now + ttl
+                )
+            if own is None:
+                raise TooManyRequests(
+                    f"Too many requests running at once for this caller "
+                    f"(limit {policy.concurrent}); wait for one to finish.",
+                    error="concurrency_limit",
+                    retry_after=5,
+                )
+            taken.append(own)
+            async with self.db.sessionmaker.begin() as session:
+                system = await LeaseRepository(session).acquire(
+                    SYSTEM_SCOPE, self.settings.MAX_CONCURRENT_TASK_TREES, now, now + ttl
+                )
+            if system is None:
+                raise ServiceUnavailable(
+                    "The service is at capacity; try again in a few seconds.",
+                    error="at_capacity",
+                    headers={"Retry-After": "5"},
+                )
+            taken.append(system)
+            return taken
+        except STORE_ERRORS as exc:
+            await self.release(taken)
+            raise _unavailable(exc) from exc
+        except BaseException:
+            await self.release(taken)
+            raise
+
+    async def _count(self, identity: Identity, policy: QuotaPolicy) -> tuple[bool, str | None]:
+        today = utc_today()
+        try:
+            # One transaction: if a later counter refuses, the earlier increments roll back.
+            async with self.db.sessionmaker.begin() as session:
+                counters = CounterRepository(session)
+                if (
+                    await counters.consume(
+                        identity.subject, QuotaKind.TOTAL, today, policy.daily_total
+                    )
+                    is None
+                ):
+                    raise self._daily_refusal(
+                        f"Daily quota of {policy.daily_total} requests reached", "daily_quota"
+                    )
+                if (
+                    policy.daily_per_ip is not None
+                    and await counters.consume(
+                        ip_subject(identity), QuotaKind.TOTAL, today, policy.daily_per_ip
+                    )
+                    is None
+                ):
+                    raise self._daily_refusal(
+                        f"Daily quota of {policy.daily_per_ip} requests per address reached",
+                        "ip_quota",
+                    )
+                if policy.daily_llm is None:
+                    return True, None
+                used = await counters.consume(
+                    identity.subject, QuotaKind.LLM, today, policy.daily_llm
+                )
+                if used is None:
+                    return False, "llm_quota_exhausted"
+                return True, None
+        except STORE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    @staticmethod
+    def _daily_refusal(text: str, code: str) -> TooManyRequests:
+        reset = next_reset()
+        return TooManyRequests(
+            f"{text}; it resets at {reset.isoformat().replace('+00:00', 'Z')}.",
+            error=code,
+            retry_after=seconds_until_reset(),
+            headers={"X-Quota-Reset": reset.isoformat().replace("+00:00", "Z")},
+        )
+
+    async def status(self, identity: Identity, *, premium: bool) -> QuotaStatus:
+        policy = self.policy(identity, premium)
+        today, now = utc_today(), datetime.now(UTC)
+        try:
+            async with self.db.sessionmaker() as session:
+                counters, leases = CounterRepository(session), LeaseRepository(session)
+                used = await counters.used(identity.subject, QuotaKind.TOTAL, today)
+                llm_used = await counters.used(identity.subject, QuotaKind.LLM, today)
+                ip_used = await counters.used(ip_subject(identity), QuotaKind.TOTAL, today)
+                in_use = await leases.in_use(lease_scope(identity), now)
+                system_in_use = await leases.in_use(SYSTEM_SCOPE, now)
+        except STORE_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        llm_remaining = None if policy.daily_llm is None else max(0, policy.daily_llm - llm_used)
+        return QuotaStatus(
+            identity=identity.kind.value,
+            tier=identity.tier,
+            premium=premium,
+            demo=identity.kind is not IdentityKind.USER,
+            fallback_active=llm_remaining == 0,
+            daily=Allowance(
+                limit=policy.daily_total, used=used, remaining=max(0, policy.daily_total - used)
+            ),
+            llm=LLMAllowance(
+                limit=policy.daily_llm,
+                used=llm_used,
+                remaining=llm_remaining,
+                metered_by_credits=policy.daily_llm is None,
+            ),
+            per_ip=None
+            if policy.daily_per_ip is None
+            else Allowance(
+                limit=policy.daily_per_ip,
+                used=ip_used,
+                remaining=max(0, policy.daily_per_ip - ip_used),
+            ),
+            concurrency=Concurrency(
+                limit=policy.concurrent,
+                in_use=in_use,
+                system_limit=self.settings.MAX_CONCURRENT_TASK_TREES,
+                system_in_use=system_in_use,
+            ),
+            rate_limit_per_minute=self.tiers.rate_per_minute(identity.tier, identity.seats),
+            reset_at=next_reset(now),
+        )
+
+    async def release(self, leases: list[Lease]) -> None:
+        if not leases:
+            return
+        try:
+            async with self.db.sessionmaker.begin() as session:
+                repo = LeaseRepository(session)
+                for lease in leases:
+                    await repo.release(lease)
+        except STORE_ERRORS:
+            # The leases expire by themselves after LEASE_TTL_SECONDS.
+            log.exception("could not release concurrency leases")
+
+    async def renew(self, leases: list[Lease]) -> None:
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.settings.LEASE_TTL_SECONDS)
+        async with self.db.sessionmaker.begin() as session:
+            repo = LeaseRepository(session)
+            for lease in leases:
+                await repo.renew(lease, expires_at)
+
+
+def _unavailable(exc: Exception) -> ServiceUnavailable:
+    log.error("quota store unavailable", extra={"error": type(exc).__name__})
+    return ServiceUnavailable(
+        "Quota accounting is temporarily unavailable; try again shortly.",
+        error="quota_unavailable",
+        headers={"Retry-After": "5"},
+    )

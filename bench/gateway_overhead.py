@@ -1,0 +1,119 @@
+"""Cost of the full middleware stack: the same trivial route, bare FastAPI vs the full app.
+
+Both servers run in this run, on loopback, one uvicorn worker each; the load
+comes from wrk in another process. Traffic is spread over many callers, as in
+production: anonymous requests come from rotating client addresses (through a
+trusted proxy), signed-in ones rotate over many users, so every request does
+the full work — identity, tier lookup, moving-window limit — without being
+refused. Prints requests/s, p50/p99 latency and the ratios to the baseline.
+
+    .venv/bin/python -m bench.gateway_overhead [--seconds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from bench.common import (
+    ROOT,
+    LoadResult,
+    machine_info,
+    ratio,
+    rotating_headers_script,
+    uvicorn_server,
+    wrk,
+)
+
+USERS = 100
+ADDRESSES = [f"198.18.{n // 250}.{n % 250 + 1}" for n in range(5000)]
+
+
+def bench_env(data_dir: str, **extra: str) -> dict[str, str]:
+    return {
+        "DATA_DIR": data_dir,
+        "LOG_LEVEL": "WARNING",
+        "BCRYPT_ROUNDS": "4",
+        "AUTH_RATE_LIMIT_PER_IP": "100000/minute",
+        "TRUSTED_PROXIES": "127.0.0.1",
+        # High enough that spreading the load over callers keeps every request admitted.
+        "RATE_LIMIT_FREE_PER_MINUTE": "100000",
+        **extra,
+    }
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+
+
+def register_users(base: str, count: int) -> list[str]:
+    tokens = []
+    with httpx.Client(base_url=base) as client:
+        for n in range(count):
+            response = client.post(
+                "/api/v1/auth/register",
+                json={"email": f"bench{n}@example.com", "password": "benchmark-password"},
+            )
+            response.raise_for_status()
+            tokens.append(f"Bearer {response.json()['access_token']}")
+    return tokens
+
+
+def report(baseline: LoadResult, rows: list[tuple[str, LoadResult]]) -> None:
+    print(baseline.row("bare FastAPI, GET /bench/ping"))
+    for name, result in rows:
+        print(result.row(f"full stack, {name}"))
+    print()
+    for name, result in rows:
+        throughput = ratio(result.requests_per_second, baseline.requests_per_second)
+        p50 = ratio(result.p50_ms, baseline.p50_ms)
+        p99 = ratio(result.p99_ms, baseline.p99_ms)
+        print(f"{name:<34} throughput {throughput}  p50 {p50}  p99 {p99}  (vs bare)")
+    refused = sum(result.non_2xx for _, result in rows)
+    if refused:
+        print(f"\nwarning: {refused} non-2xx responses during the runs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    load = {"seconds": args.seconds, "connections": args.connections}
+    print(f"machine: {machine_info()}")
+    print(f"load: wrk, 1 thread, {args.connections} connections, {args.seconds} s per run\n")
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = bench_env(data_dir)
+        migrate(env)
+        scripts = Path(data_dir)
+        with uvicorn_server("bench.apps:bare_app") as bare:
+            wrk(f"{bare}/api/v1/bench/ping", seconds=1, connections=args.connections)
+            baseline = wrk(f"{bare}/api/v1/bench/ping", **load)
+        with uvicorn_server("bench.apps:full_app", env) as full:
+            users = rotating_headers_script(scripts, "Authorization", register_users(full, USERS))
+            visitors = rotating_headers_script(scripts, "X-Forwarded-For", ADDRESSES)
+            ping = f"{full}/api/v1/bench/ping"
+            wrk(ping, seconds=1, connections=args.connections, script=visitors)
+            rows = [
+                ("exempt path (/health)", wrk(f"{full}/api/v1/health", **load)),
+                ("anonymous visitors", wrk(ping, script=visitors, **load)),
+                (f"signed in ({USERS} users, live tier)", wrk(ping, script=users, **load)),
+            ]
+    report(baseline, rows)
+
+
+if __name__ == "__main__":
+    main()

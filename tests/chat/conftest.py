@@ -1,0 +1,84 @@
+"""Chat fixtures: the local OpenAI-compatible upstream, settings pointing at it, a fake
+credit accountant for units of work built directly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from app.gateway.work import CreditMeter, LLMGrant, UnitOfWork
+from app.models import BillingTier
+from tests.chat.upstream import ServerThread, UpstreamState, build_app
+
+BYOK_KEY = "sk-byokTESTkey-0123456789abcdef"
+SERVER_KEY = "sk-serverkey-0123456789"
+# Enough daily units that the quota gate never falls back in these tests.
+ROOMY_QUOTAS = {
+    "RATE_LIMIT_DAILY_PER_USER": 500,
+    "RATE_LIMIT_DAILY_LLM_PER_USER": 500,
+    "RATE_LIMIT_DAILY_PER_IP": 500,
+    "RATE_LIMIT_FREE_PER_MINUTE": 500,
+}
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[tuple[ServerThread, UpstreamState]]:
+    state = UpstreamState()
+    server = ServerThread(build_app(state)).start()
+    yield server, state
+    state.release.set()
+    server.stop()
+
+
+@pytest.fixture
+def upstream(upstream_server) -> Iterator[UpstreamState]:
+    _, state = upstream_server
+    state.reset()
+    yield state
+    state.release.set()
+
+
+@pytest.fixture
+def upstream_settings(upstream_server) -> dict[str, object]:
+    server, _ = upstream_server
+    return {
+        **ROOMY_QUOTAS,
+        "LLM_MODEL": "openai/gpt-4o-mini",
+        "LLM_ROUTER_MODEL": "openai/gpt-4o-mini",
+        "LLM_API_BASE": f"http://127.0.0.1:{server.port}/v1",
+        "LLM_API_KEY": SERVER_KEY,
+        "LLM_TIMEOUT_SECONDS": 1.0,
+    }
+
+
+@dataclass
+class FakeAccountant:
+    """Records reserve → settle, as app/credits would do against the ledger."""
+
+    reserved: list[int] = field(default_factory=list)
+    settled: list[CreditMeter] = field(default_factory=list)
+
+    async def reserve(self, unit: UnitOfWork, credits: int) -> str:
+        self.reserved.append(credits)
+        return f"r{len(self.reserved)}"
+
+    async def settle(self, unit: UnitOfWork, reservation: str, meter: CreditMeter) -> None:
+        self.settled.append(meter)
+
+    @property
+    def open(self) -> int:
+        return len(self.reserved) - len(self.settled)
+
+
+def metered_unit(accountant: FakeAccountant, api_key: str | None = None) -> UnitOfWork:
+    return UnitOfWork(
+        subject="user:test",
+        tier=BillingTier.PRO,
+        llm=LLMGrant(
+            use_llm=True, api_key=api_key, provider="openai" if api_key else None, metered=True
+        ),
+        accountant=accountant,
+        default_estimate=50,
+    )

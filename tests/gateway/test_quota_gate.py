@@ -1,0 +1,340 @@
+"""The demo/quota gate through the HTTP API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from app.main import create_app
+from app.models import BillingTier, ConcurrencyLease
+from tests.conftest import make_settings
+from tests.gateway.conftest import PROBE_PATH, install_probe
+from tests.support.builders import client_for, register, set_tier, tenant_id_of
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+FAST = {
+    "RATE_LIMIT_FREE_PER_MINUTE": 10_000,
+    "RATE_LIMIT_PRO_PER_MINUTE": 10_000,
+    "RATE_LIMIT_DAILY_PER_USER": 10,
+    "RATE_LIMIT_DAILY_LLM_PER_USER": 1,
+    "RATE_LIMIT_DAILY_PER_IP": 50,
+}
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    return dict(FAST)
+
+
+def _assert_error(response, status: int, error: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == error
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+async def test_anonymous_gets_one_llm_unit_then_fallback_then_429(client, probe):
+    results = []
+    for _ in range(10):
+        response = await client.post(PROBE_PATH)
+        assert response.status_code == 200, response.text
+        results.append(response.json()["use_llm"])
+    assert results == [True] + [False] * 9
+    assert probe.units[1].llm.fallback_reason == "llm_quota_exhausted"
+
+    refused = await client.post(PROBE_PATH)
+    body = _assert_error(refused, 429, "daily_quota")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "resets at" in body["message"]
+    assert refused.headers["x-quota-reset"].endswith("T00:00:00Z")
+
+
+async def test_byok_anonymous_uses_its_key_for_every_unit(client, probe):
+    headers = {"X-LLM-API-KEY": "anthropic:sk-ant-abcdefgh12345678"}
+    for _ in range(10):
+        response = await client.post(PROBE_PATH, headers=headers)
+        assert response.json() == {
+            "use_llm": True,
+            "byok": True,
+            "provider": "anthropic",
+            "metered": False,
+            "subject": probe.units[0].subject,
+        }
+    assert probe.units[0].llm.api_key == "sk-ant-abcdefgh12345678"
+    assert "sk-ant-abcdefgh12345678" not in repr(probe.units[0])
+    _assert_error(await client.post(PROBE_PATH, headers=headers), 429, "daily_quota")
+
+
+async def test_malformed_key_is_400_masked_and_counts_nothing(client, probe, caplog):
+    secret = "garbage key with spaces 12345"
+    response = await client.post(PROBE_PATH, headers={"X-LLM-API-KEY": secret})
+    body = _assert_error(response, 400, "invalid_llm_key")
+    assert secret not in body["message"]
+    assert secret not in caplog.text
+    assert probe.units == []
+    status = (await client.get("/api/v1/quota/status")).json()
+    assert status["daily"]["used"] == 0
+
+
+async def test_signed_in_free_user_llm_quota_then_fallback(app, client, probe):
+    account = await register(client)
+    uses = []
+    for _ in range(21):
+        response = await client.post(PROBE_PATH, headers=account.headers)
+        assert response.status_code == 200
+        uses.append(response.json()["use_llm"])
+    assert uses == [True] * 20 + [False]
+    assert probe.units[0].user_id is not None and probe.units[0].llm.metered is False
+
+
+async def test_paid_tiers_are_metered_by_credits_not_counted(app, client, probe):
+    account = await register(client)
+    await set_tier(app, await tenant_id_of(client, account), BillingTier.PRO)
+    response = await client.post(PROBE_PATH, headers=account.headers)
+    assert response.json()["metered"] is True and response.json()["use_llm"] is True
+    byok = await client.post(
+        PROBE_PATH, headers={**account.headers, "X-LLM-API-KEY": "sk-abcdefghijkl"}
+    )
+    assert byok.json()["metered"] is False and byok.json()["provider"] == "openai"
+
+
+@pytest.mark.parametrize("settings_overrides", [{**FAST, "RATE_LIMIT_DAILY_PER_IP": 6}])
+async def test_per_ip_cap_stops_minted_fingerprints(app, probe):
+    statuses = []
+    for n in range(8):
+        async with client_for(app, "198.51.100.77", headers={"User-Agent": f"agent-{n}"}) as c:
+            statuses.append((await c.post(PROBE_PATH)).status_code)
+    assert statuses == [200] * 6 + [429, 429]
+    async with client_for(app, "198.51.100.78") as other:
+        assert (await other.post(PROBE_PATH)).status_code == 200
+
+
+async def test_cookie_is_issued_once_and_honoured(app, probe):
+    async with client_for(app, headers={"User-Agent": "first"}) as c:
+        first = await c.post(PROBE_PATH)
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith("demo_session_id=")
+        for flag in ("HttpOnly", "SameSite=Lax", "Max-Age=2592000", "Path=/"):
+            assert flag in cookie
+        assert "Secure" not in cookie  # only outside dev/test
+        second = await c.post(PROBE_PATH)  # httpx sends the cookie back
+        assert "set-cookie" not in second.headers
+    # Same cookie, different browser details: still the same visitor.
+    value = cookie.split(";")[0].split("=", 1)[1]
+    async with client_for(app, "192.0.2.44", headers={"User-Agent": "other"}) as c:
+        c.cookies.set("demo_session_id", value)
+        await c.post(PROBE_PATH)
+    assert len({unit.subject for unit in probe.units}) == 1
+
+
+async def test_fingerprint_is_stable_without_cookies(app, probe):
+    for _ in range(3):
+        async with client_for(app, headers={"User-Agent": "ua", "Accept-Language": "de"}) as c:
+            await c.post(PROBE_PATH)
+    async with client_for(app, headers={"User-Agent": "ua", "Accept-Language": "fr"}) as c:
+        await c.post(PROBE_PATH)
+    subjects = [unit.subject for unit in probe.units]
+    assert subjects[0] == subjects[1] == subjects[2] != subjects[3]
+
+
+async def test_a_bad_token_spends_no_quota(client, probe):
+    # The gate leaves a request with a forged credential to the route, which refuses it;
+    # it must not count a unit for whoever the forger claims or pretends to be.
+    await client.post(PROBE_PATH, headers={"Authorization": "Bearer nonsense"})
+    assert probe.units == []
+    status = (await client.get("/api/v1/quota/status")).json()
+    assert status["daily"]["used"] == 0
+
+
+async def _leases(app: FastAPI) -> int:
+    async with app.state.db.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(ConcurrencyLease)) or 0)
+
+
+async def test_concurrency_slot_is_held_then_returned(app, client, probe):
+    hold = probe.holding()
+    first = asyncio.create_task(client.post(PROBE_PATH))
+    await probe.wait_entered()
+    refused = await client.post(PROBE_PATH)
+    _assert_error(refused, 429, "concurrency_limit")
+    assert await _leases(app) == 2  # the caller's slot and one system slot
+    hold.set()
+    assert (await first).status_code == 200
+    assert await _leases(app) == 0
+    probe.hold = None
+    assert (await client.post(PROBE_PATH)).status_code == 200
+
+
+async def test_slot_returns_after_an_error(app, client, probe):
+    probe.fail = True
+    response = await client.post(PROBE_PATH)
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    assert await _leases(app) == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{**FAST, "MAX_CONCURRENT_TASK_TREES": 2}])
+async def test_system_wide_limit_is_503(app, probe):
+    hold = probe.holding()
+    clients = [client_for(app, f"192.0.2.{n}") for n in range(3)]
+    try:
+        running = [asyncio.create_task(c.post(PROBE_PATH)) for c in clients[:2]]
+        await probe.wait_entered(2)
+        refused = await clients[2].post(PROBE_PATH)
+        _assert_error(refused, 503, "at_capacity")
+        assert refused.headers["retry-after"] == "5"
+        hold.set()
+        assert [r.status_code for r in await asyncio.gather(*running)] == [200, 200]
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert await _leases(app) == 0
+
+
+async def test_client_disconnect_returns_the_slot(app, probe):
+    hold = probe.holding()
+    disconnected = asyncio.Event()
+
+    async def receive():
+        await asyncio.sleep(0)
+        if not disconnected.is_set():
+            disconnected.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await hold.wait()
+        return {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PROBE_PATH,
+        "raw_path": PROBE_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("203.0.113.99", 1),
+        "server": ("testserver", 80),
+    }
+    task = asyncio.create_task(app(scope, receive, send))
+    await probe.wait_entered()
+    assert await _leases(app) == 2
+    task.cancel()  # the server cancels the request when the client goes away
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _leases(app) == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{**FAST, "LEASE_TTL_SECONDS": 60}])
+async def test_an_abandoned_lease_expires(app, client, probe):
+    # A worker that crashed left its lease behind; it expired a second ago.
+    status = (await client.get("/api/v1/quota/status")).json()
+    async with app.state.db.sessionmaker() as session, session.begin():
+        subject = f"subject:anon:{_anon_fingerprint(app, client)}"
+        session.add(
+            ConcurrencyLease(
+                scope=subject,
+                slot=0,
+                lease_id="crashed",
+                expires_at=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+    assert status["concurrency"]["in_use"] == 0
+    assert (await client.post(PROBE_PATH)).status_code == 200
+
+
+def _anon_fingerprint(app: FastAPI, client) -> str:
+    from app.gateway.identity import fingerprint
+
+    headers = {k.encode(): v.encode() for k, v in client.headers.items()}
+    return fingerprint(headers, "203.0.113.10", app.state.settings.FINGERPRINT_SALT)
+
+
+async def test_quota_status_for_anonymous_and_users(app, client, probe):
+    await client.post(PROBE_PATH)
+    anonymous = (await client.get("/api/v1/quota/status")).json()
+    assert anonymous["identity"] == "anonymous"
+    assert anonymous["demo"] is True and anonymous["premium"] is False
+    assert anonymous["daily"] == {"limit": 10, "used": 1, "remaining": 9}
+    assert anonymous["llm"]["remaining"] == 0 and anonymous["fallback_active"] is True
+    assert anonymous["per_ip"]["used"] == 1
+    assert anonymous["concurrency"]["limit"] == 1
+    assert anonymous["reset_at"].endswith("T00:00:00Z")
+
+    premium = await client.get("/api/v1/quota/status", headers={"X-LLM-API-KEY": "sk-abcdefghij"})
+    assert premium.json()["premium"] is True and premium.json()["llm"]["limit"] == 10
+
+    account = await register(client)
+    user = (await client.get("/api/v1/quota/status", headers=account.headers)).json()
+    assert user["identity"] == "user" and user["tier"] == "free"
+    assert user["daily"]["limit"] == 50 and user["llm"]["limit"] == 20
+    assert user["per_ip"] is None and user["demo"] is False
+    await set_tier(app, await tenant_id_of(client, account), BillingTier.POWER)
+    power = (await client.get("/api/v1/quota/status", headers=account.headers)).json()
+    assert power["llm"]["metered_by_credits"] is True and power["concurrency"]["limit"] == 8
+
+
+async def test_concurrent_units_across_app_instances_admit_exactly_the_limit(
+    database_url, tmp_path
+):
+    """50 simultaneous units at a limit of 10, spread over three app instances
+    (three engines and connection pools on one database): exactly 10 admitted."""
+    overrides = {
+        **FAST,
+        "RATE_LIMIT_DAILY_PER_USER": 10,
+        "RATE_LIMIT_DAILY_PER_IP": 1000,
+        "MAX_CONCURRENT_TASK_TREES_PER_USER": 100,
+        "MAX_CONCURRENT_TASK_TREES": 100,
+    }
+    apps = [
+        create_app(make_settings(database_url, tmp_path / f"d{n}", **overrides)) for n in range(3)
+    ]
+    for application in apps:
+        install_probe(application)
+    contexts = [application.router.lifespan_context(application) for application in apps]
+    for context in contexts:
+        await context.__aenter__()
+    clients = [
+        client_for(application, headers={"User-Agent": "same-visitor"}) for application in apps
+    ]
+    try:
+        responses = await asyncio.gather(*(clients[n % 3].post(PROBE_PATH) for n in range(50)))
+    finally:
+        for c in clients:
+            await c.aclose()
+        for context in contexts:
+            await context.__aexit__(None, None, None)
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 10
+    assert statuses.count(429) == 40
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{**FAST, "DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:9/nowhere"}],
+)
+async def test_quota_store_down_fails_closed(settings, probe_unavailable_app):
+    async with client_for(probe_unavailable_app) as c:
+        response = await c.post(PROBE_PATH)
+    _assert_error(response, 503, "quota_unavailable")
+    assert response.headers["retry-after"] == "5"
+
+
+@pytest.fixture
+async def probe_unavailable_app(settings):
+    application = create_app(settings)
+    install_probe(application)
+    async with application.router.lifespan_context(application):
+        yield application

@@ -1,0 +1,108 @@
+"""Live mode: the developer's share goes out as a Stripe Connect transfer (to a stand-in)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.models import BillingTier
+from tests.marketplace.helpers import (
+    account_on,
+    manifest,
+    revenue_events,
+    set_connect_account,
+    user_id_of,
+)
+from tests.support.billing import WEBHOOK_SECRET, StripeStandIn, stripe_stand_in
+from tests.support.builders import Account, register
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+ADMIN_EMAIL = "connect-admin@example.com"
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StripeStandIn]:
+    with stripe_stand_in() as server:
+        yield server
+
+
+@pytest.fixture
+def settings_overrides(stand_in: StripeStandIn) -> dict[str, object]:
+    return {
+        "ADMIN_EMAILS": ADMIN_EMAIL,
+        "STRIPE_SECRET_KEY": "sk_test_connect",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": stand_in.url,
+    }
+
+
+async def publish(client: httpx.AsyncClient, admin: Account, plugin_id: str, price: int) -> Account:
+    developer = await register(client)
+    response = await client.post(
+        "/api/v1/plugins", json=manifest(plugin_id, price_cents=price), headers=developer.headers
+    )
+    assert response.status_code == 201
+    response = await client.post(
+        f"/api/v1/admin/plugins/{plugin_id}/review",
+        json={"decision": "approved"},
+        headers=admin.headers,
+    )
+    assert response.status_code == 200
+    return developer
+
+
+@pytest.fixture
+async def admin(client: httpx.AsyncClient) -> Account:
+    return await register(client, ADMIN_EMAIL)
+
+
+async def test_transfer_of_the_developer_share(
+    client: httpx.AsyncClient, app: FastAPI, stand_in: StripeStandIn, admin: Account
+) -> None:
+    developer = await publish(client, admin, "connect-paid", 1999)
+    await set_connect_account(app, await user_id_of(client, developer), "acct_dev_1")
+    buyer = await account_on(client, app, BillingTier.POWER)
+    response = await client.post("/api/v1/plugins/connect-paid/install", headers=buyer.headers)
+    assert response.status_code == 200, response.text
+    revenue = response.json()["revenue"]
+    assert revenue["transfer_status"] == "created"
+    assert revenue["stripe_transfer_id"].startswith("tr_")
+
+    (call,) = stand_in.calls("POST", "/v1/transfers")
+    assert call.form["amount"] == str(1999 * 70 // 100) == "1399"
+    assert call.form["currency"] == "eur"
+    assert call.form["destination"] == "acct_dev_1"
+    assert call.form["metadata[revenue_event_id]"] == revenue["id"]
+    assert call.headers["Idempotency-Key"] == f"revenue-{revenue['id']}"
+    (event,) = await revenue_events(app, "connect-paid")
+    assert event.stripe_transfer_id == revenue["stripe_transfer_id"]
+
+
+async def test_a_failed_transfer_is_recorded_and_the_install_stands(
+    client: httpx.AsyncClient, app: FastAPI, stand_in: StripeStandIn, admin: Account
+) -> None:
+    developer = await publish(client, admin, "flaky-payout", 500)
+    without_account = await publish(client, admin, "no-connect", 700)
+    await set_connect_account(app, await user_id_of(client, developer), "acct_dev_2")
+    buyer = await account_on(client, app, BillingTier.POWER)
+
+    stand_in.fail_with = 500
+    response = await client.post("/api/v1/plugins/flaky-payout/install", headers=buyer.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["revenue"]["transfer_status"] == "failed"
+    assert response.json()["install_count"] == 1
+    attempts = stand_in.calls("POST", "/v1/transfers")
+    assert attempts and {a.form["destination"] for a in attempts} == {"acct_dev_2"}
+
+    # A developer without a Connect account: nothing is sent, the sale is still recorded.
+    stand_in.fail_with = None
+    response = await client.post("/api/v1/plugins/no-connect/install", headers=buyer.headers)
+    assert response.json()["revenue"]["transfer_status"] == "failed"
+    assert len(stand_in.calls("POST", "/v1/transfers")) == len(attempts)
+    (event,) = await revenue_events(app, "no-connect")
+    assert (event.developer_share_cents, event.platform_share_cents) == (490, 210)
+    assert event.developer_id == await user_id_of(client, without_account)
