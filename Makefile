@@ -22,9 +22,10 @@ migrate: install
 
 # Serve on the embedded defaults: SQLite under ./data, local blobs, embedded Qdrant,
 # the offline `demo` LLM and the Stripe stub. Our middleware handles X-Forwarded-For
-# (TRUSTED_PROXIES), so uvicorn's own proxy-header rewriting is off.
+# (TRUSTED_PROXIES), so uvicorn's own proxy-header rewriting is off; `adiuva serve` is
+# uvicorn with the graceful shutdown of app/server.py (streams get a last frame on SIGTERM).
 run: migrate
-	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-proxy-headers
+	$(BIN)/adiuva serve --host $(HOST) --port $(PORT)
 
 # The whole suite, on SQLite and on a PostgreSQL server the tests start themselves.
 test: install-dev
@@ -37,3 +38,11 @@ lint: install-dev
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
+
+# Every benchmark, each as a ratio against a baseline measured in the same run.
+bench: install-dev
+	$(BIN)/python -m bench
+
+# A deeper fuzzing profile than the one in `make test`.
+fuzz: install-dev
+	FUZZ_EXAMPLES=200 $(BIN)/pytest tests/test_fuzz.py -p no:randomly

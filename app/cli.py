@@ -1,4 +1,4 @@
-"""Operator commands: `adiuva promote-admin EMAIL`, `adiuva demo-cleanup` (for cron)."""
+"""Operator commands: `adiuva serve`, `adiuva promote-admin EMAIL`, `adiuva demo-cleanup` (cron)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,29 @@ async def promote_admin(settings: Settings, email: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adiuva", description="Adiuva Cloud API operations")
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve", help="serve the API (one uvicorn process, graceful shutdown on SIGTERM)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=25,
+        help="seconds open streams and in-flight requests get to finish on shutdown",
+    )
     promote = commands.add_parser("promote-admin", help="give an existing user the admin flag")
     promote.add_argument("email")
     commands.add_parser(
         "demo-cleanup", help="purge expired and ended demo sessions with everything they own"
     )
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        # Imported here: the server pulls in the whole app, the other commands need little.
+        from app.server import serve as run_server
+
+        run_server(args.host, args.port, graceful_timeout=args.graceful_timeout)
+        return 0
 
     settings = Settings()
     if args.command == "promote-admin":

@@ -39,6 +39,7 @@ from app.marketplace.endpoints import router as marketplace_router
 from app.metrics import router as metrics_router
 from app.openapi import install_openapi
 from app.quota.endpoints import router as quota_router
+from app.shutdown import LIFESPAN_STATE_KEY, shutdown_lifespan
 from app.storage.endpoints import router as storage_router
 from app.storage.lifespan import storage_lifespan
 
@@ -73,6 +74,7 @@ async def core_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
 
 # Opened in this order, closed in reverse.
 LIFESPAN_PARTS: list[LifespanPart] = [
+    shutdown_lifespan,
     core_lifespan,
     gateway_lifespan,
     storage_lifespan,
@@ -100,11 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.LOG_LEVEL)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         async with AsyncExitStack() as stack:
             for part in LIFESPAN_PARTS:
                 await stack.enter_async_context(part(app, settings))
-            yield
+            # Lifespan state is what the server sees of the app: app/server.py drains
+            # the open streams through it before it closes the connections.
+            yield {LIFESPAN_STATE_KEY: app.state.shutdown}
 
     app = FastAPI(
         title="Adiuva Cloud API",

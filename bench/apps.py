@@ -7,10 +7,18 @@ CORS, tier rate limit, quota gate, sanitizer, error handling).
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from pydantic import BaseModel
+import contextlib
 
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.gateway.quota_gate import QuotaGateMiddleware
+from app.gateway.rate_limit import TierRateLimitMiddleware
+from app.gateway.sanitizer import SanitizerMiddleware
+from app.gateway.work import LLMGrant, UnitOfWork
 from app.main import create_app
+from app.models import BillingTier
 
 
 class Pong(BaseModel):
@@ -28,6 +36,13 @@ def _add_ping(app: FastAPI) -> FastAPI:
 def bare_app() -> FastAPI:
     app = FastAPI()
 
+    @app.websocket("/api/v1/chat/stream")
+    async def idle(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:  # hold the connection until the client leaves
+                await websocket.receive_text()
+
     @app.get("/api/v1/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -38,3 +53,28 @@ def bare_app() -> FastAPI:
 def full_app() -> FastAPI:
     """The real app (settings from the environment) plus the ping route."""
     return _add_ping(create_app())
+
+
+class _AdmitEverything:
+    """Stands in for the gateway: every request is an admitted, unmetered unit of work."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope.setdefault("state", {})["unit_of_work"] = UnitOfWork(
+                subject="bench", tier=BillingTier.FREE, llm=LLMGrant(use_llm=True)
+            )
+        await self.app(scope, receive, send)
+
+
+GATEWAY = (TierRateLimitMiddleware, QuotaGateMiddleware, SanitizerMiddleware)
+
+
+def ungated_app() -> FastAPI:
+    """The full app and its routes without the gateway: the baseline of a unit of work."""
+    app = full_app()
+    app.user_middleware = [m for m in app.user_middleware if m.cls not in GATEWAY]
+    app.add_middleware(_AdmitEverything)
+    return app

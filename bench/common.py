@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
@@ -10,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,11 +43,24 @@ def machine_info() -> str:
     )
 
 
+@dataclass
+class Served:
+    base: str
+    pid: int
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
 @contextlib.contextmanager
-def uvicorn_server(
+def uvicorn_process(
     factory: str, env: dict[str, str] | None = None, workers: int = 1
-) -> Iterator[str]:
-    """Serve `module:factory` on a free loopback port; yield its base URL."""
+) -> Iterator[Served]:
+    """Serve `module:factory` on a free loopback port until the block ends."""
     port = free_port()
     command = [
         sys.executable,
@@ -64,19 +79,22 @@ def uvicorn_server(
         "--workers",
         str(workers),
     ]
+    # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
         command,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{factory} exited: {process.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"{factory} exited: {log.read().decode()[-2000:]}")
             try:
                 httpx.get(f"{base}/api/v1/health", timeout=1)
                 break
@@ -84,13 +102,23 @@ def uvicorn_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{factory} did not start") from None
                 time.sleep(0.2)
-        yield base
+        yield Served(base, process.pid)
     finally:
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def uvicorn_server(
+    factory: str, env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[str]:
+    """Serve `module:factory` on a free loopback port; yield its base URL."""
+    with uvicorn_process(factory, env, workers) as served:
+        yield served.base
 
 
 def ensure_wrk() -> str:
@@ -128,16 +156,28 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def rotating_headers_script(directory: Path, name: str, values: list[str]) -> Path:
+def rotating_headers_script(
+    directory: Path,
+    name: str,
+    values: list[str],
+    *,
+    method: str = "GET",
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Path:
     """A wrk Lua script sending `name: <value>` with the values in turn, one per request."""
     quoted = ",".join(f'"{value}"' for value in values)
-    script = directory / f"rotate-{name.lower()}.lua"
+    static = "".join(f'["{key}"] = "{value}", ' for key, value in (headers or {}).items())
+    body_line = f"wrk.body = {json.dumps(body)}\n" if body is not None else ""
+    script = directory / f"rotate-{name.lower()}-{method.lower()}.lua"
     script.write_text(
+        f'wrk.method = "{method}"\n'
+        f"{body_line}"
         f"local values = {{{quoted}}}\n"
         "local n = 0\n"
         "request = function()\n"
         "  n = n + 1\n"
-        f'  return wrk.format(nil, nil, {{["{name}"] = values[(n % #values) + 1]}})\n'
+        f'  return wrk.format(nil, nil, {{{static}["{name}"] = values[(n % #values) + 1]}})\n'
         "end\n"
     )
     return script

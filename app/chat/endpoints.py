@@ -42,7 +42,10 @@ async def chat(
 ) -> ChatResponse | ExecutionPlan:
     """Route a message to the agents; `execution_mode=plan` returns an execution plan."""
     state = request.app.state
-    orchestrator = service.orchestrator_for(state.settings, state.tiers, state.chat_plans, unit)
+    body, canned = await service.prepare_request(state.db, body, unit)
+    orchestrator = service.orchestrator_for(
+        state.settings, state.tiers, state.chat_plans, unit, canned
+    )
     result = await orchestrator.orchestrate(body)
     if result.demo:
         response.headers["X-Demo-Mode"] = "true"
@@ -61,6 +64,7 @@ async def chat_stream(
         tiers=state.tiers,
         plans=state.chat_plans,
         codec=state.token_codec,
+        shutdown=state.shutdown,
     )
     await session.run(token)
 

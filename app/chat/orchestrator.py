@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -20,6 +20,7 @@ from app.chat.schemas import ChatRequest, ChatResponse, ExecutionPlan, HistoryMe
 from app.models import BillingTier
 
 FALLBACK_AGENT = "task_agent"
+_TOKEN = re.compile(r"\S+\s*|\s+")
 _PLAYBOOK_HINTS = (
     ("generate_weekly_note", re.compile(r"\bweek(ly)?\b.*\b(note|summary|review)\b", re.I)),
     (
@@ -40,6 +41,7 @@ class Orchestrator:
         tier: BillingTier,
         plans: PlanService,
         demo: bool = False,
+        canned: Mapping[str, str] | None = None,
     ) -> None:
         self.llm = llm
         self.router = router
@@ -48,6 +50,9 @@ class Orchestrator:
         self.tier = tier
         self.plans = plans
         self.demo = demo
+        # Demo fallback: agent → a canned answer, used when the demo model finds no
+        # tool call for the message (it could only ask the user to rephrase).
+        self.canned = canned or {}
 
     async def classify_intent(self, message: str) -> list[str]:
         """Agent names in the order they should run; `task_agent` when unsure."""
@@ -76,9 +81,10 @@ class Orchestrator:
         result = await self.registry.call_agent(
             agent, message, context, llm=self.llm, history=history
         )
-        return ChatResponse(
-            response=result.response, actions=result.actions, agent=agent, demo=self.demo
-        )
+        response = result.response
+        if result.tool_calls == 0 and agent in self.canned:
+            response = self.canned[agent]
+        return ChatResponse(response=response, actions=result.actions, agent=agent, demo=self.demo)
 
     async def _run_pipeline(
         self, agents: Sequence[str], message: str, context: Any, history: Sequence[HistoryMessage]
@@ -156,6 +162,15 @@ class Orchestrator:
                 "demo": self.demo,
                 "plan": plan.model_dump(mode="json"),
             }
+            return
+        if self.canned:
+            # The answer may still be swapped for a canned one, so it is settled before
+            # the first token goes out; the demo model has no latency to hide anyway.
+            result = await self.orchestrate(request)
+            assert isinstance(result, ChatResponse)
+            for token in _TOKEN.findall(result.response):
+                yield {"token": token}
+            yield {"done": True, **result.model_dump(mode="json")}
             return
         agents = await self._agents_for(request)
         actions = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager, suppress
 from typing import Any
 
@@ -21,9 +21,13 @@ from app.chat.orchestrator import Orchestrator
 from app.chat.plans import PlanService
 from app.chat.schemas import AgentInfo, ChatRequest, ToolInfo
 from app.config import Settings
+from app.db import Database
+from app.demo.chat_inputs import canned_answers, session_context
 from app.errors import AppError
 from app.gateway.work import UnitOfWork
 from app.log import current_request_id
+from app.models import BillingTier
+from app.shutdown import WS_SERVICE_RESTART, GracefulShutdown
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +44,42 @@ async def chat_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
     yield
 
 
-def orchestrator_for(
-    settings: Settings, tiers: TierTable, plans: PlanService, unit: UnitOfWork
+def demo_orchestrator(
+    tiers: TierTable,
+    plans: PlanService,
+    tier: BillingTier,
+    *,
+    demo: bool = True,
+    canned: Mapping[str, str] | None = None,
 ) -> Orchestrator:
-    """The orchestrator this unit of work may use: the LLM it was granted, or the demo model."""
+    """The orchestrator over the offline demo model: no network, no credits."""
+    model = ModelCaller(DemoChatModel(), None)
+    return Orchestrator(
+        llm=model,
+        router=model,
+        registry=registry,
+        tiers=tiers,
+        tier=tier,
+        plans=plans,
+        demo=demo,
+        canned=canned,
+    )
+
+
+def orchestrator_for(
+    settings: Settings,
+    tiers: TierTable,
+    plans: PlanService,
+    unit: UnitOfWork,
+    canned: Mapping[str, str] | None = None,
+) -> Orchestrator:
+    """The orchestrator this unit of work may use: the LLM it was granted, or the demo model.
+
+    In the demo fallback, `canned` (agent → the stored example's answer) answers the
+    messages the demo model cannot act on.
+    """
     if not unit.llm.use_llm:
-        demo = ModelCaller(DemoChatModel(), None)
-        return Orchestrator(
-            llm=demo,
-            router=demo,
-            registry=registry,
-            tiers=tiers,
-            tier=unit.tier,
-            plans=plans,
-            demo=True,
-        )
+        return demo_orchestrator(tiers, plans, unit.tier, canned=canned)
     return Orchestrator(
         llm=ModelCaller(get_llm(settings, unit.llm), unit),
         router=ModelCaller(get_router_llm(settings, unit.llm), unit),
@@ -63,6 +88,22 @@ def orchestrator_for(
         tier=unit.tier,
         plans=plans,
     )
+
+
+async def prepare_request(
+    db: Database, request: ChatRequest, unit: UnitOfWork
+) -> tuple[ChatRequest, dict[str, str] | None]:
+    """The request as the orchestrator should see it, and the fallback's canned answers.
+
+    Inside a demo session, a request without a client `context` works on the
+    session's workspace. In the demo fallback, the stored demo examples are loaded.
+    """
+    if request.context is None and unit.demo_session_id is not None:
+        context = await session_context(db, unit.demo_session_id)
+        if context is not None:
+            request = request.model_copy(update={"context": context})
+    canned = None if unit.llm.use_llm else await canned_answers(db)
+    return request, canned
 
 
 # --- agents metadata ------------------------------------------------------------------
@@ -105,12 +146,14 @@ class ChatStreamSession:
         tiers: TierTable,
         plans: PlanService,
         codec: TokenCodec,
+        shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.ws = websocket
         self.settings = settings
         self.tiers = tiers
         self.plans = plans
         self.codec = codec
+        self.shutdown = shutdown
         self._send_lock = anyio.Lock()
 
     async def _close(self, code: int, reason: str = "") -> None:
@@ -130,7 +173,47 @@ class ChatStreamSession:
             return message["bytes"], len(message["bytes"])
         return None, 0
 
+    async def _say_goodbye(self) -> None:
+        """The server is stopping: a last frame the client can act on, then 1012."""
+        with suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._send(
+                _error_frame(
+                    "server_shutting_down",
+                    "The server is restarting; reconnect and send the message again.",
+                )
+            )
+        await self._close(WS_SERVICE_RESTART, "server shutting down")
+
+    async def _receive_first(self) -> dict[str, Any] | None:
+        """The client's first frame, or None if the server starts stopping first."""
+        if self.shutdown is None:
+            return await self.ws.receive()
+        shutdown = self.shutdown
+        received: dict[str, Any] | None = None
+        async with anyio.create_task_group() as group:
+
+            async def receive() -> None:
+                nonlocal received
+                received = await self.ws.receive()
+                group.cancel_scope.cancel()
+
+            async def stop_on_shutdown() -> None:
+                await shutdown.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(receive)
+            group.start_soon(stop_on_shutdown)
+        return received
+
     async def run(self, token: str | None) -> None:
+        if self.shutdown is None:
+            await self._run(token)
+            return
+        # Counted for the session's whole life, so a draining server waits for it too.
+        with self.shutdown.stream():
+            await self._run(token)
+
+    async def _run(self, token: str | None) -> None:
         if token is not None:
             try:
                 self.codec.decode(token, "access")
@@ -146,7 +229,10 @@ class ChatStreamSession:
             return
         headers = None if unit.llm.use_llm else [(b"x-demo-mode", b"true")]
         await self.ws.accept(headers=headers)
-        message = await self.ws.receive()
+        message = await self._receive_first()
+        if message is None:
+            await self._say_goodbye()
+            return
         if message["type"] == "websocket.disconnect":
             return
         raw, size = self._frame_size(message)
@@ -170,16 +256,25 @@ class ChatStreamSession:
         await self._serve(request, unit)
 
     async def _serve(self, request: ChatRequest, unit: UnitOfWork) -> None:
-        orchestrator = orchestrator_for(self.settings, self.tiers, self.plans, unit)
+        try:
+            request, canned = await prepare_request(self.ws.app.state.db, request, unit)
+        except AppError as exc:
+            with suppress(WebSocketDisconnect, OSError):
+                await self._send(_error_frame(exc.error, exc.message))
+            await self._close(4000 + exc.status_code, exc.error)
+            return
+        orchestrator = orchestrator_for(self.settings, self.tiers, self.plans, unit, canned)
         close_code, reason = 1000, "done"
+        finished = stopped = False
         async with anyio.create_task_group() as group:
 
             async def produce() -> None:
-                nonlocal close_code, reason
+                nonlocal close_code, reason, finished
                 try:
                     async with aclosing(orchestrator.orchestrate_stream(request)) as frames:
                         async for frame in frames:
                             await self._send(frame)
+                            finished = finished or bool(frame.get("done"))
                 except AppError as exc:
                     close_code, reason = 4000 + exc.status_code, exc.error
                     with suppress(WebSocketDisconnect, OSError):
@@ -211,8 +306,20 @@ class ChatStreamSession:
                 # Stops the stream, which settles the credit meter for what was used.
                 group.cancel_scope.cancel()
 
+            async def stop_on_shutdown(shutdown: GracefulShutdown) -> None:
+                nonlocal stopped
+                await shutdown.wait()
+                if close_code == 1000 and not finished:
+                    # Cancelling the producer stops the model call and settles its credits.
+                    stopped = True
+                    group.cancel_scope.cancel()
+
             group.start_soon(produce)
             group.start_soon(ping)
             group.start_soon(listen)
-        if close_code:
+            if self.shutdown is not None:
+                group.start_soon(stop_on_shutdown, self.shutdown)
+        if stopped:
+            await self._say_goodbye()
+        elif close_code:
             await self._close(close_code, reason)

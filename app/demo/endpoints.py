@@ -3,14 +3,23 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from app.auth.dependencies import AdminUser
-from app.demo.dependencies import CurrentDemoSession, DemoServiceDep, PathDemoSession
+from app.demo.dependencies import (
+    AdmittedUnit,
+    CurrentDemoSession,
+    DemoServiceDep,
+    ExampleServiceDep,
+    PathDemoSession,
+)
 from app.demo.schemas import (
     CreateDemoSession,
     DemoAccounts,
+    DemoExampleOut,
     DemoSessionCreated,
     DemoSessionExtended,
     DemoSessionInfo,
     DemoStats,
+    ExamplesInitResult,
+    ExamplesInitStatus,
     WorkspaceActions,
 )
 from app.demo.workspace import Workspace
@@ -100,3 +109,27 @@ async def apply_workspace_actions(
 async def stats(_: AdminUser, service: DemoServiceDep) -> DemoStats:
     """Demo sessions by status, created today, and their average length (admins only)."""
     return await service.stats()
+
+
+@router.get("/examples/init-status", response_model=ExamplesInitStatus)
+async def examples_init_status(service: ExampleServiceDep) -> ExamplesInitStatus:
+    """Which agents have a stored demo example and which are missing."""
+    return await service.status()
+
+
+@router.post(
+    "/examples/init", response_model=ExamplesInitResult, responses=error_responses(401, 429, 503)
+)
+async def init_examples(_: AdmittedUnit, service: ExampleServiceDep) -> ExamplesInitResult:
+    """Generate one example conversation per agent that has none (offline demo model).
+
+    Idempotent: agents that already have an example are skipped. A unit of work:
+    counted by the quota gate like a chat request.
+    """
+    return await service.init()
+
+
+@router.get("/examples", response_model=list[DemoExampleOut])
+async def list_examples(service: ExampleServiceDep) -> list[DemoExampleOut]:
+    """The stored demo examples: each agent's conversation and its canned fallback answer."""
+    return await service.list()

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 
 from app.kit.repository import Repository
-from app.models import DemoSession, DemoSessionStatus, Tenant, TenantKind
+from app.kit.sql import upsert
+from app.models import DemoExample, DemoSession, DemoSessionStatus, Tenant, TenantKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,16 @@ class DemoSessionRepository(Repository[DemoSession]):
             select(DemoSession.workspace).where(DemoSession.id == session_id)
         )
 
+    async def live_workspace(self, session_id: str, now: datetime) -> dict[str, Any] | None:
+        """The workspace of a session that is still active and unexpired."""
+        return await self.session.scalar(
+            select(DemoSession.workspace).where(
+                DemoSession.id == session_id,
+                DemoSession.status == DemoSessionStatus.ACTIVE,
+                DemoSession.expires_at > now,
+            )
+        )
+
     async def set_workspace(self, session_id: str, workspace: dict[str, Any]) -> None:
         await self.session.execute(
             update(DemoSession)
@@ -163,3 +174,29 @@ class DemoSessionRepository(Repository[DemoSession]):
             select(DemoSession.created_at, DemoSession.expires_at, DemoSession.ended_at)
         )
         return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+class DemoExampleRepository(Repository[DemoExample]):
+    model = DemoExample
+
+    async def agents(self) -> set[str]:
+        return set(await self.session.scalars(select(DemoExample.agent)))
+
+    async def all(self) -> list[DemoExample]:
+        return list(await self.session.scalars(select(DemoExample).order_by(DemoExample.agent)))
+
+    async def insert_missing(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Insert the examples no one stored yet; the agents actually inserted.
+
+        `ON CONFLICT DO NOTHING` on the primary key: when two inits race, each agent's
+        example is stored once, by whichever insert comes first; the other is a no-op.
+        """
+        if not rows:
+            return []
+        statement = (
+            upsert(self.session, DemoExample.__table__)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=["agent"])
+            .returning(DemoExample.__table__.c.agent)
+        )
+        return sorted((await self.session.execute(statement)).scalars())

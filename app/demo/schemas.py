@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -89,3 +90,32 @@ class DemoStats(BaseModel):
         description="Mean of (end, or expiry, or now if earlier) minus start, "
         "over sessions on record."
     )
+
+
+class ExamplesInitStatus(BaseModel):
+    can_init: bool = Field(description="True while some agent has no stored example yet.")
+    total_agents: int
+    agents_with_examples: list[str]
+    missing: list[str] = Field(description="Agents without a stored example.")
+
+
+class ExamplesInitResult(ExamplesInitStatus):
+    created: list[str] = Field(description="Agents whose example this call stored.")
+    skipped: list[str] = Field(
+        description="Agents that already had an example (stored earlier, or by a concurrent init)."
+    )
+
+
+class ExampleTurn(BaseModel):
+    message: str
+    response: str
+    actions: list[dict[str, Any]]
+
+
+class DemoExampleOut(BaseModel):
+    agent: str
+    messages: list[str] = Field(description="The agent's metadata examples, sent in order.")
+    context: dict[str, Any] = Field(description="The fixed sample workspace the run started from.")
+    turns: list[ExampleTurn]
+    canned_answer: str = Field(description="What the demo fallback answers for this agent.")
+    created_at: datetime

@@ -12,11 +12,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Integer, String, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.sql import upsert
 from app.models import ConcurrencyLease, QuotaCounter, QuotaKind
+from app.models.base import UTCDateTime
 
 
 class CounterRepository:
@@ -60,6 +61,30 @@ class Lease:
     lease_id: str
 
 
+# Each lost race means another caller won a slot, so `limit + 1` looks always suffice.
+_MAX_ACQUIRE_ATTEMPTS = 33
+
+# Slot numbers 0..limit-1 that hold no live lease, lowest first (SQLite and PostgreSQL).
+_FIRST_FREE_SLOT = text(
+    """
+    WITH RECURSIVE slots(n) AS (
+        SELECT 0 UNION ALL SELECT n + 1 FROM slots WHERE n + 1 < :limit
+    )
+    SELECT n FROM slots
+    WHERE NOT EXISTS (
+        SELECT 1 FROM concurrency_leases AS taken
+        WHERE taken.scope = :scope AND taken.slot = slots.n AND taken.expires_at > :now
+    )
+    ORDER BY n
+    LIMIT 1
+    """
+).bindparams(
+    bindparam("scope", type_=String),
+    bindparam("limit", type_=Integer),
+    bindparam("now", type_=UTCDateTime),
+)
+
+
 class LeaseRepository:
     """A scope has `limit` numbered slots; a slot is free when absent or expired."""
 
@@ -73,10 +98,15 @@ class LeaseRepository:
             return None
         lease_id = secrets.token_hex(16)
         table = ConcurrencyLease.__table__
-        # Try each slot; taking one is a single upsert that only overwrites an expired lease.
-        start = secrets.randbelow(limit)
-        for offset in range(limit):
-            slot = (start + offset) % limit
+        # Find the lowest free slot with one indexed query, then take it with one upsert
+        # that only overwrites an expired lease. Losing a race to another caller means
+        # looking again; the loop ends when a slot is ours or none is free.
+        for _ in range(min(limit + 1, _MAX_ACQUIRE_ATTEMPTS)):
+            slot = await self.session.scalar(
+                _FIRST_FREE_SLOT, {"scope": scope, "limit": limit, "now": now}
+            )
+            if slot is None:
+                return None
             statement = (
                 upsert(self.session, table)
                 .values(scope=scope, slot=slot, lease_id=lease_id, expires_at=expires_at)

@@ -133,40 +133,34 @@ class QuotaService:
         return Admission(unit, leases)
 
     async def _take_slots(self, identity: Identity, policy: QuotaPolicy) -> list[Lease]:
+        """The caller's slot and a system slot, in one short transaction (both or neither)."""
         now = datetime.now(UTC)
-        ttl = timedelta(seconds=self.settings.LEASE_TTL_SECONDS)
-        taken: list[Lease] = []
+        expires_at = now + timedelta(seconds=self.settings.LEASE_TTL_SECONDS)
         try:
             async with self.db.sessionmaker.begin() as session:
-                own = await LeaseRepository(session).acquire(
-                    lease_scope(identity), policy.concurrent, now, now + ttl
+                leases = LeaseRepository(session)
+                own = await leases.acquire(
+                    lease_scope(identity), policy.concurrent, now, expires_at
                 )
-            if own is None:
-                raise TooManyRequests(
-                    f"Too many requests running at once for this caller "
-                    f"(limit {policy.concurrent}); wait for one to finish.",
-                    error="concurrency_limit",
-                    retry_after=5,
+                if own is None:
+                    raise TooManyRequests(
+                        f"Too many requests running at once for this caller "
+                        f"(limit {policy.concurrent}); wait for one to finish.",
+                        error="concurrency_limit",
+                        retry_after=5,
+                    )
+                system = await leases.acquire(
+                    SYSTEM_SCOPE, self.settings.MAX_CONCURRENT_TASK_TREES, now, expires_at
                 )
-            taken.append(own)
-            async with self.db.sessionmaker.begin() as session:
-                system = await LeaseRepository(session).acquire(
-                    SYSTEM_SCOPE, self.settings.MAX_CONCURRENT_TASK_TREES, now, now + ttl
-                )
-            if system is None:
-                raise ServiceUnavailable(
-                    "The service is at capacity; try again in a few seconds.",
-                    error="at_capacity",
-                    headers={"Retry-After": "5"},
-                )
-            taken.append(system)
-            return taken
+                if system is None:
+                    raise ServiceUnavailable(
+                        "The service is at capacity; try again in a few seconds.",
+                        error="at_capacity",
+                        headers={"Retry-After": "5"},
+                    )
+                return [own, system]
         except STORE_ERRORS as exc:
-            await self.release(taken)
             raise _unavailable(exc) from exc
-        except BaseException:
-            await self.release(taken)
-            raise
 
     async def _count(self, identity: Identity, policy: QuotaPolicy) -> tuple[bool, str | None]:
         today = utc_today()

@@ -1,0 +1,122 @@
+"""Serving the app with a graceful shutdown: uvicorn alone, or as gunicorn's worker.
+
+On SIGTERM (or SIGINT, or gunicorn's max-requests restart) stock uvicorn closes
+every WebSocket with 1012 at once, before the app can say anything, and only
+then runs the lifespan shutdown. `GracefulServer` puts one step in front:
+
+1. stop accepting connections (the load balancer and the other workers take them);
+2. `GracefulShutdown.drain()`: every open chat stream stops its model call
+   (settling its credits), sends `{"error": "server_shutting_down", …}`, closes
+   with 1012 and gives its concurrency leases back;
+3. in-flight HTTP requests finish, bounded by what is left of
+   `timeout_graceful_shutdown`; those still running then are cancelled and get
+   a moment to give back their leases and settle their credits (stock uvicorn
+   goes straight on, and their cleanup meets a closed database);
+4. the lifespan shutdown closes the clients.
+
+`gunicorn 'app.main:create_app()' --worker-class app.server.UvicornWorker`
+uses it under gunicorn (the Dockerfile does); `adiuva serve` runs one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from gunicorn.arbiter import Arbiter
+from uvicorn_worker import UvicornWorker as BaseUvicornWorker
+
+from app.shutdown import LIFESPAN_STATE_KEY, GracefulShutdown
+
+log = logging.getLogger(__name__)
+
+# Without a configured bound, how long the streams may take to say goodbye.
+DEFAULT_DRAIN_SECONDS = 10.0
+# Requests cut at the timeout get this long to give back their leases and credits.
+CLEANUP_SECONDS = 5.0
+# The worker must be done before gunicorn's arbiter kills it at --graceful-timeout.
+ARBITER_MARGIN_SECONDS = 5 + int(CLEANUP_SECONDS)
+
+
+class GracefulServer(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's `Server.shutdown`, with the streams drained before connections close,
+        and requests cut at the timeout allowed to clean up before the lifespan ends."""
+        log.info("shutting down")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        budget = self.config.timeout_graceful_shutdown
+        # New connections go to the other workers (and hosts) from here on.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+
+        graceful = self.lifespan.state.get(LIFESPAN_STATE_KEY)
+        if isinstance(graceful, GracefulShutdown) and not self.force_exit:
+            try:
+                await asyncio.wait_for(
+                    graceful.drain(), DEFAULT_DRAIN_SECONDS if budget is None else budget
+                )
+            except TimeoutError:
+                log.warning("chat streams still open after the drain timeout")
+
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0.1)
+        left = None if budget is None else max(0.0, budget - (loop.time() - started))
+        try:
+            await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=left)
+        except TimeoutError:
+            tasks = list(self.server_state.tasks)
+            log.error("cancelling %d request(s) still running at the graceful timeout", len(tasks))
+            for task in tasks:
+                task.cancel(msg="graceful shutdown timeout exceeded")
+            # Their cleanup (leases, credit settlements) needs the database the lifespan
+            # is about to close.
+            if tasks:
+                await asyncio.wait(tasks, timeout=CLEANUP_SECONDS)
+
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
+class UvicornWorker(BaseUvicornWorker):
+    """gunicorn's uvicorn worker, running `GracefulServer`.
+
+    In-flight requests may run until shortly before gunicorn's `--graceful-timeout`;
+    then they are cancelled, so the worker still exits on its own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.timeout_graceful_shutdown = max(
+            1, int(self.cfg.graceful_timeout) - ARBITER_MARGIN_SECONDS
+        )
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = GracefulServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+
+def serve(host: str, port: int, *, graceful_timeout: int = 25, log_level: str = "info") -> None:
+    """One uvicorn process on the app factory, with the graceful shutdown."""
+    config = uvicorn.Config(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        # Our middleware reads X-Forwarded-For, and only from TRUSTED_PROXIES.
+        proxy_headers=False,
+        timeout_graceful_shutdown=graceful_timeout,
+        log_level=log_level,
+    )
+    GracefulServer(config).run()
