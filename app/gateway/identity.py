@@ -22,7 +22,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
@@ -33,6 +33,21 @@ from app.models import BillingTier, DemoSession, DemoSessionStatus, Membership, 
 COOKIE_NAME = "demo_session_id"
 DEMO_HEADER = b"x-demo-session-id"
 _VISITOR_ID = re.compile(r"^[0-9a-f]{32,64}$")
+
+
+_TIER_AND_SEATS = select(
+    Subscription.tier,
+    select(func.count())
+    .select_from(Membership)
+    .where(Membership.tenant_id == bindparam("tenant_id"))
+    .scalar_subquery(),
+).where(Subscription.tenant_id == bindparam("tenant_id"))
+
+_ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
+    DemoSession.id == bindparam("session_id"),
+    DemoSession.status == DemoSessionStatus.ACTIVE,
+    DemoSession.expires_at > bindparam("now"),
+)
 
 
 class IdentityKind(StrEnum):
@@ -176,13 +191,9 @@ class IdentityResolver:
     async def _from_demo_session(self, session_id: str, ip: str) -> Identity | None:
         if not session_id or len(session_id) > 64:
             return None
-        async with self.db.sessionmaker() as session:
-            tenant_id = await session.scalar(
-                select(DemoSession.tenant_id).where(
-                    DemoSession.id == session_id,
-                    DemoSession.status == DemoSessionStatus.ACTIVE,
-                    DemoSession.expires_at > datetime.now(UTC),
-                )
+        async with self.db.engine.connect() as connection:
+            tenant_id = await connection.scalar(
+                _ACTIVE_DEMO_TENANT, {"session_id": session_id, "now": datetime.now(UTC)}
             )
         if tenant_id is None:
             return None
@@ -195,22 +206,15 @@ class IdentityResolver:
         )
 
     async def _tier_and_seats(self, tenant_id: uuid.UUID) -> tuple[BillingTier, int]:
-        """The tenant's live tier (and members, for per-seat limits), in one round trip."""
-        seats = (
-            select(func.count())
-            .select_from(Membership)
-            .where(Membership.tenant_id == tenant_id)
-            .scalar_subquery()
-        )
-        async with self.db.sessionmaker() as session:
-            row = (
-                await session.execute(
-                    select(Subscription.tier, seats).where(Subscription.tenant_id == tenant_id)
-                )
-            ).one_or_none()
+        """The tenant's live tier (and members, for per-seat limits), in one round trip.
+
+        A plain connection, not an ORM session: this runs on every signed-in request.
+        """
+        async with self.db.engine.connect() as connection:
+            row = (await connection.execute(_TIER_AND_SEATS, {"tenant_id": tenant_id})).first()
         if row is None:
             return BillingTier.FREE, 1
-        return row[0], max(1, int(row[1]))
+        return BillingTier(row[0]), max(1, int(row[1]))
 
 
 def set_cookie_header(value: str, *, secure: bool, max_age_days: int) -> tuple[bytes, bytes]:

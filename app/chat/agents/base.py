@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ def _history_messages(history: Sequence[HistoryMessage]) -> list[BaseMessage]:
     return [HumanMessage(h.content) if h.role == "user" else AIMessage(h.content) for h in history]
 
 
-class ChatAgent:
+class ChatAgent(ABC):
     """An agent: a system prompt, tools over the workspace, and the tool loop."""
 
     name: ClassVar[str]
@@ -162,8 +163,9 @@ class ChatAgent:
     examples: ClassVar[tuple[str, ...]]
     tags: ClassVar[tuple[str, ...]]
 
+    @abstractmethod
     def get_tools(self) -> list[AgentTool]:
-        raise NotImplementedError
+        """The agent's tools, each with its pydantic input schema."""
 
     @property
     def system_prompt(self) -> str:
