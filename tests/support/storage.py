@@ -119,3 +119,17 @@ async def used_bytes(app: FastAPI, kind: str = "records") -> int:
             )
         )
         return int(value or 0)
+
+
+@pytest.fixture
+def extra_settings() -> dict[str, object]:
+    """Parametrize in a test to add settings (quotas, upload limit)."""
+    return {}
+
+
+@pytest.fixture
+def settings_overrides(
+    blob_backend: dict[str, object], extra_settings: dict[str, object]
+) -> dict[str, object]:
+    """Storage and backup tests run on both blob stores, without rate limits."""
+    return {**NO_RATE_LIMITS, **blob_backend, **extra_settings}
