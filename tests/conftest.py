@@ -16,8 +16,10 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
+from tests.support.billing import StripeStandIn
 from tests.support.databases import PostgresTemplate, SQLiteTemplate
 from tests.support.postgres import PostgresServer, find_pg_ctl, start_postgres
+from tests.support.settings import make_settings
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -69,21 +71,6 @@ def database_url(
     database_template.drop(url)
 
 
-def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "ENV": "test",
-        "DATABASE_URL": database_url,
-        "DATA_DIR": data_dir,
-        "JWT_SECRET": "test-secret-that-is-long-enough-for-hs256-0123456789",
-        "BCRYPT_ROUNDS": 4,
-        "AUTH_RATE_LIMIT_PER_IP": "1000/minute",
-        "AUTH_RATE_LIMIT_PER_ACCOUNT": "1000/minute",
-        "LOG_LEVEL": "WARNING",
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     """Override in a test module to change the app's settings."""
@@ -117,3 +104,12 @@ def redis_url() -> Iterator[str]:
     executor = start_redis()
     yield f"redis://{executor.host}:{executor.port}/0"
     executor.stop()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StripeStandIn]:
+    """A local HTTP stand-in for Stripe's API: live-mode calls go through the real client."""
+    from tests.support.billing import stripe_stand_in
+
+    with stripe_stand_in() as server:
+        yield server

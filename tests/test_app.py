@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from app import __version__
 from app.config import DEFAULT_JWT_SECRET, Settings
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 async def test_health(client):

@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.support.databases import SQLiteTemplate
+from tests.support.settings import make_settings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 

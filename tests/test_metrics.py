@@ -4,8 +4,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.main import create_app
-from tests.conftest import make_settings
 from tests.support.builders import client_for
+from tests.support.settings import make_settings
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -94,8 +94,15 @@ class QuotaGateMiddleware:
                 await release()
             await send(message)
 
+        async def receive_releasing_on_disconnect() -> Message:
+            message = await receive()
+            # The client has gone: its slot is free now, not when the handler ends.
+            if message["type"] in ("websocket.disconnect", "http.disconnect"):
+                await release()
+            return message
+
         try:
-            await self.app(scope, receive, send_releasing_first)
+            await self.app(scope, receive_releasing_on_disconnect, send_releasing_first)
         finally:
             ACTIVE_UNITS.dec()
             await release()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,19 +16,12 @@ from tests.support.billing import (
     StripeStandIn,
     checkout_completed,
     post_webhook,
-    stripe_stand_in,
 )
 from tests.support.builders import register
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 SECRET_KEY = "sk_test_standin_0123456789"
-
-
-@pytest.fixture
-def stand_in() -> Iterator[StripeStandIn]:
-    with stripe_stand_in() as server:
-        yield server
 
 
 @pytest.fixture

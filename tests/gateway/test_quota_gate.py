@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from app.main import create_app
 from app.models import BillingTier, ConcurrencyLease
-from tests.conftest import make_settings
 from tests.gateway.conftest import PROBE_PATH, install_probe
 from tests.support.builders import client_for, register, set_tier, tenant_id_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -6,8 +6,8 @@ import pytest
 
 from app.main import create_app
 from app.models import BillingTier, Membership, MembershipRole, User
-from tests.conftest import make_settings
 from tests.support.builders import client_for, register, set_tier, tenant_id_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.usefixtures("backend")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -16,18 +14,12 @@ from tests.marketplace.helpers import (
     set_connect_account,
     user_id_of,
 )
-from tests.support.billing import WEBHOOK_SECRET, StripeStandIn, stripe_stand_in
+from tests.support.billing import WEBHOOK_SECRET, StripeStandIn
 from tests.support.builders import Account, register
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 ADMIN_EMAIL = "connect-admin@example.com"
-
-
-@pytest.fixture
-def stand_in() -> Iterator[StripeStandIn]:
-    with stripe_stand_in() as server:
-        yield server
 
 
 @pytest.fixture

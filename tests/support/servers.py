@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.chat.support import ANNA
 from tests.support.databases import migrate
 from tests.support.postgres import PostgresServer, _free_port
+from tests.support.settings import test_values
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -41,18 +42,9 @@ STOP_DEADLINE = 40.0
 
 def base_env(database_url: str, data_dir: Path, **overrides: object) -> dict[str, str]:
     """The settings of a test server, as environment variables."""
-    values: dict[str, object] = {
-        "ENV": "test",
-        "DATABASE_URL": database_url,
-        "DATA_DIR": data_dir,
-        "JWT_SECRET": "test-secret-that-is-long-enough-for-hs256-0123456789",
-        "BCRYPT_ROUNDS": 4,
-        "AUTH_RATE_LIMIT_PER_IP": "1000/minute",
-        "AUTH_RATE_LIMIT_PER_ACCOUNT": "1000/minute",
-        "LOG_LEVEL": "WARNING",
-        "DEMO_CLEANUP_INTERVAL_SECONDS": 0,
-    }
-    values.update(overrides)
+    values = test_values(
+        database_url, data_dir, **{"DEMO_CLEANUP_INTERVAL_SECONDS": 0, **overrides}
+    )
     return {key: str(value) for key, value in values.items()}
 
 
