@@ -26,7 +26,8 @@ from app.demo.endpoints import router as demo_router
 from app.demo.tasks import demo_lifespan
 from app.errors import install_error_handlers
 from app.gateway.client_ip import parse_trusted_proxies
-from app.gateway.quota_gate import UNITS_OF_WORK, QuotaGateMiddleware
+from app.gateway.policy import RoutePolicies
+from app.gateway.quota_gate import QuotaGateMiddleware
 from app.gateway.rate_limit import TierRateLimitMiddleware
 from app.gateway.redaction import Redactor
 from app.gateway.request_context import RequestContextMiddleware
@@ -123,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.tiers = TierTable(settings)
     app.state.trusted_proxies = parse_trusted_proxies(settings.TRUSTED_PROXIES)
-    app.state.units_of_work = set(UNITS_OF_WORK)
+    # Each route declares its gateway policy; read off the routers as they are included.
+    policies = app.state.route_policies = RoutePolicies()
     app.state.redactor = Redactor.build(prompt_fingerprints())
 
     install_error_handlers(app)
@@ -131,9 +133,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Starlette wraps in reverse order of registration: the last added is outermost.
     # request id/logging → CORS → tier rate limit → demo/quota gate → sanitizer → router
-    app.add_middleware(SanitizerMiddleware)
-    app.add_middleware(QuotaGateMiddleware)
-    app.add_middleware(TierRateLimitMiddleware)
+    app.add_middleware(SanitizerMiddleware, policies=policies)
+    app.add_middleware(QuotaGateMiddleware, policies=policies)
+    app.add_middleware(TierRateLimitMiddleware, policies=policies)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.CORS_ORIGINS,
@@ -158,5 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
+        policies.load(router.routes, prefix=API_PREFIX)
     app.include_router(metrics_router)
     return app

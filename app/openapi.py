@@ -15,7 +15,6 @@ from fastapi.openapi.utils import get_openapi
 
 from app.demo.restrictions import demo_restriction
 from app.errors import ERROR_RESPONSES
-from app.gateway.rate_limit import EXEMPT_PATHS
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
@@ -43,9 +42,9 @@ def _error(code: int, description: str, headers: dict[str, Any] | None = None) -
     return response
 
 
-def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
+def _complete(path: str, method: str, operation: dict[str, Any], exempt: set[str]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    limited = path.startswith("/api/") and path not in EXEMPT_PATHS
+    limited = path.startswith("/api/") and path not in exempt
     if "requestBody" in operation:
         responses.setdefault("400", _error(400, "The body could not be read"))
         responses.setdefault("422", _error(422, ERROR_RESPONSES[422]["description"]))
@@ -77,10 +76,11 @@ def install_openapi(app: FastAPI) -> None:
             description=app.description,
             routes=app.routes,
         )
+        exempt = app.state.route_policies.exempt_paths()
         for path, item in document.get("paths", {}).items():
             for method, operation in item.items():
                 if method in {"get", "put", "post", "delete", "patch", "head", "options"}:
-                    _complete(path, method.upper(), operation)
+                    _complete(path, method.upper(), operation, exempt)
         document.setdefault("components", {}).setdefault("schemas", {})
         app.openapi_schema = document
         return document

@@ -14,6 +14,7 @@ from app.auth.service import AuthService
 from app.auth.throttle import AuthThrottle
 from app.db import SessionDep
 from app.errors import error_responses
+from app.gateway.policy import gateway_policy
 from app.kit.deps import ClientIPDep, SettingsDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -39,6 +40,7 @@ ThrottleDep = Annotated[AuthThrottle, Depends(get_throttle)]
     response_model=AuthTokens,
     responses=error_responses(409, 422, 429),
 )
+@gateway_policy(rate_limited=False)
 async def register(
     body: RegisterRequest, service: AuthServiceDep, throttle: ThrottleDep, ip: ClientIPDep
 ) -> AuthTokens:
@@ -48,6 +50,7 @@ async def register(
 
 
 @router.post("/login", response_model=AuthTokens, responses=error_responses(401, 422, 429))
+@gateway_policy(rate_limited=False)
 async def login(
     body: LoginRequest, service: AuthServiceDep, throttle: ThrottleDep, ip: ClientIPDep
 ) -> AuthTokens:
@@ -57,6 +60,7 @@ async def login(
 
 
 @router.post("/refresh", response_model=AuthTokens, responses=error_responses(401, 422))
+@gateway_policy(rate_limited=False)
 async def refresh(body: RefreshRequest, service: AuthServiceDep) -> AuthTokens:
     """Rotate a refresh token; reusing an old one revokes its whole family."""
     return await service.refresh(body.refresh_token)

@@ -11,6 +11,7 @@ from app.auth.dependencies import CurrentPrincipal
 from app.backup.dependencies import BackupServiceDep
 from app.backup.schemas import BackupHistory, BackupInfo
 from app.errors import error_responses
+from app.gateway.policy import BodyKind, gateway_policy
 from app.models import BackupMetadata
 from app.storage.endpoints import BYTES_RESPONSE, RAW_BODY
 from app.storage.schemas import CHECKSUM_PATTERN
@@ -36,6 +37,7 @@ def _headers(backup: BackupMetadata) -> dict[str, str]:
     responses=error_responses(400, 401, 402, 413, 422, 503),
     openapi_extra=RAW_BODY,
 )
+@gateway_policy(body=BodyKind.UPLOAD)
 async def put_backup(
     request: Request,
     principal: CurrentPrincipal,

@@ -8,6 +8,7 @@ from app.auth.dependencies import CurrentPrincipal
 from app.billing.dependencies import BillingServiceDep
 from app.billing.schemas import CheckoutRequest, CheckoutResponse, SubscriptionRead, WebhookAck
 from app.errors import error_responses
+from app.gateway.policy import BodyKind, gateway_policy
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 
@@ -23,6 +24,7 @@ async def checkout(
 
 
 @router.post("/webhook", response_model=WebhookAck, responses=error_responses(400, 503))
+@gateway_policy(rate_limited=False, body=BodyKind.WEBHOOK)
 async def webhook(
     request: Request,
     service: BillingServiceDep,

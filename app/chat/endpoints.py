@@ -11,6 +11,7 @@ from app.chat import service
 from app.chat.errors import UPSTREAM_RESPONSES
 from app.chat.schemas import AgentInfo, ChatRequest, ChatResponse, ExecutionPlan, Playbook
 from app.errors import Unauthorized, error_responses
+from app.gateway.policy import gateway_policy
 from app.gateway.work import UnitOfWork
 
 router = APIRouter()
@@ -37,6 +38,7 @@ ChatUnit = Annotated[UnitOfWork, Depends(admitted_unit)]
     response_model=ChatResponse | ExecutionPlan,
     responses={**error_responses(400, 401, 402, 403, 422, 429, 503), **UPSTREAM_RESPONSES},
 )
+@gateway_policy(unit_of_work=True, sanitized=True)
 async def chat(
     body: ChatRequest, unit: ChatUnit, request: Request, response: Response
 ) -> ChatResponse | ExecutionPlan:
@@ -53,6 +55,7 @@ async def chat(
 
 
 @router.websocket("/chat/stream")
+@gateway_policy(unit_of_work=True)
 async def chat_stream(
     websocket: WebSocket,
     token: Annotated[str | None, Query(description="Access token; omit for anonymous use.")] = None,

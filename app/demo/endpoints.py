@@ -24,6 +24,7 @@ from app.demo.schemas import (
 )
 from app.demo.workspace import Workspace
 from app.errors import error_responses
+from app.gateway.policy import gateway_policy
 
 router = APIRouter(prefix="/demo", tags=["demo"])
 
@@ -120,6 +121,7 @@ async def examples_init_status(service: ExampleServiceDep) -> ExamplesInitStatus
 @router.post(
     "/examples/init", response_model=ExamplesInitResult, responses=error_responses(401, 429, 503)
 )
+@gateway_policy(unit_of_work=True)
 async def init_examples(_: AdmittedUnit, service: ExampleServiceDep) -> ExamplesInitResult:
     """Generate one example conversation per agent that has none (offline demo model).
 

@@ -19,7 +19,7 @@ from app.demo.restrictions import demo_restriction, restriction_error
 from app.errors import AppError
 from app.gateway.byok import llm_key_from_headers
 from app.gateway.identity import IdentityKind
-from app.gateway.rate_limit import is_limited
+from app.gateway.policy import RoutePolicies, method_of
 from app.gateway.responses import refuse
 from app.gateway.services import Gateway, gateway_of, identity_of
 from app.metrics import ACTIVE_UNITS, DEMO_FALLBACKS
@@ -27,25 +27,18 @@ from app.quota.repository import Lease
 
 log = logging.getLogger(__name__)
 
-UNITS_OF_WORK = frozenset(
-    {
-        ("POST", "/api/v1/chat"),
-        ("WEBSOCKET", "/api/v1/chat/stream"),
-        ("POST", "/api/v1/demo/examples/init"),
-    }
-)
-
-
-def method_of(scope: Scope) -> str:
-    return "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
-
 
 class QuotaGateMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policies: RoutePolicies) -> None:
         self.app = app
+        self.policies = policies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not is_limited(scope):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        policy = self.policies.of(scope)
+        if not policy.rate_limited:
             await self.app(scope, receive, send)
             return
         method = method_of(scope)
@@ -55,8 +48,7 @@ class QuotaGateMiddleware:
             if operation is not None:
                 await refuse(scope, receive, send, restriction_error(operation))
                 return
-        units = scope["app"].state.units_of_work
-        if (method, scope["path"]) not in units or identity.invalid_credentials:
+        if not policy.unit_of_work or identity.invalid_credentials:
             # Not a unit of work, or a bad credential the route itself will refuse.
             await self.app(scope, receive, send)
             return

@@ -17,34 +17,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.gateway.identity import set_cookie_header
+from app.gateway.policy import RoutePolicies
 from app.gateway.responses import refuse
 from app.gateway.services import gateway_of, identity_of
 
 log = logging.getLogger(__name__)
 
-EXEMPT_PATHS = frozenset(
-    {
-        "/api/v1/health",
-        "/api/v1/health/ready",
-        "/api/v1/auth/register",
-        "/api/v1/auth/login",
-        "/api/v1/auth/refresh",
-        "/api/v1/billing/webhook",
-    }
-)
-
-
-def is_limited(scope: Scope) -> bool:
-    path = scope["path"]
-    return path.startswith("/api/") and path not in EXEMPT_PATHS
-
-
 class TierRateLimitMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policies: RoutePolicies) -> None:
         self.app = app
+        self.policies = policies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not is_limited(scope):
+        if scope["type"] not in ("http", "websocket") or not self.policies.of(scope).rate_limited:
             await self.app(scope, receive, send)
             return
 

@@ -1,10 +1,10 @@
 """Sanitizer: keeps prompt material out of chat responses and WebSocket frames.
 
-JSON bodies under `/api/v1/chat` are decoded and every string value redacted
-(so the JSON stays valid). WebSocket text frames are redacted too; token
+JSON bodies of routes declared `sanitized` (`POST /chat`) are decoded and
+every string value redacted (so the JSON stays valid). WebSocket text frames are redacted too; token
 frames (`{"token": …}`) go through one stream redactor per connection, so a
 fragment split across frames is caught. Other responses — storage and backup
-bytes included — pass through untouched after a prefix check.
+bytes included — pass through untouched after one policy lookup.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.gateway.policy import RoutePolicies
 from app.gateway.redaction import Redactor, StreamRedactor
-
-CHAT_PREFIX = "/api/v1/chat"
 
 
 class SanitizerMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policies: RoutePolicies) -> None:
         self.app = app
+        self.policies = policies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             redactor: Redactor = scope["app"].state.redactor
             await self.app(scope, receive, _WebSocketSanitizer(redactor, send).send)
-        elif scope["type"] == "http" and scope["path"].startswith(CHAT_PREFIX):
+        elif scope["type"] == "http" and self.policies.of(scope).sanitized:
             redactor = scope["app"].state.redactor
             await self.app(scope, receive, _JSONBodySanitizer(redactor, send).send)
         else:

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from app import __version__
 from app.db import DatabaseDep
 from app.errors import ServiceUnavailable, error_responses
+from app.gateway.policy import gateway_policy
 
 router = APIRouter(tags=["health"])
 
@@ -17,12 +18,14 @@ class Health(BaseModel):
 
 
 @router.get("/health", response_model=Health)
+@gateway_policy(rate_limited=False)
 async def health() -> Health:
     """Liveness: the process answers."""
     return Health(status="ok", version=__version__)
 
 
 @router.get("/health/ready", response_model=Health, responses=error_responses(503))
+@gateway_policy(rate_limited=False)
 async def ready(db: DatabaseDep) -> Health:
     """Readiness: the database answers too."""
     try:

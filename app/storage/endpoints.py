@@ -8,6 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentPrincipal
 from app.errors import error_responses
+from app.gateway.policy import BodyKind, gateway_policy
 from app.storage.dependencies import RecordServiceDep, VectorServiceDep
 from app.storage.schemas import (
     CHECKSUM_PATTERN,
@@ -53,6 +54,7 @@ ChecksumHeader = Annotated[
     responses=error_responses(400, 401, 402, 413, 422, 503),
     openapi_extra=RAW_BODY,
 )
+@gateway_policy(body=BodyKind.UPLOAD)
 async def create_record(
     request: Request,
     principal: CurrentPrincipal,
@@ -116,6 +118,7 @@ async def get_record(
     responses=error_responses(400, 401, 402, 404, 409, 413, 422, 503),
     openapi_extra=RAW_BODY,
 )
+@gateway_policy(body=BodyKind.UPLOAD)
 async def replace_record(
     record_id: uuid.UUID,
     request: Request,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from fastapi import FastAPI, WebSocket
 
+from app.gateway.policy import RoutePolicy
 from app.gateway.work import UnitOfWork, UnitOfWorkDep
 
 PROBE_PATH = "/api/v1/test/unit"
@@ -57,7 +58,9 @@ def install_probe(app: FastAPI) -> Probe:
         await websocket.receive_text()  # until the client goes away
         await websocket.close()
 
-    app.state.units_of_work |= {("POST", PROBE_PATH), ("WEBSOCKET", PROBE_WS_PATH)}
+    unit = RoutePolicy(unit_of_work=True)
+    app.state.route_policies.declare("POST", PROBE_PATH, unit)
+    app.state.route_policies.declare("WEBSOCKET", PROBE_WS_PATH, unit)
     return probe
 
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import Response
 
+from app.gateway.policy import RoutePolicies, gateway_policy
 from app.gateway.redaction import REDACTED, Redactor
 from app.gateway.sanitizer import SanitizerMiddleware
 
@@ -100,7 +101,10 @@ def _app(redactor: Redactor) -> FastAPI:
     app.state.redactor = redactor
     blob = (FINGERPRINT.encode() + b"\x00\xff") * 3
 
+    policies = RoutePolicies()
+
     @app.post("/api/v1/chat")
+    @gateway_policy(sanitized=True)
     async def chat() -> dict:
         return {"response": f"Sure. {FINGERPRINT}", "actions": [], "demo": False}
 
@@ -117,7 +121,8 @@ def _app(redactor: Redactor) -> FastAPI:
         await websocket.send_text(json.dumps({"done": True, "response": "".join(words)}))
         await websocket.close()
 
-    app.add_middleware(SanitizerMiddleware)
+    policies.load(app.router.routes)
+    app.add_middleware(SanitizerMiddleware, policies=policies)
     app.state.blob = blob
     return app
 
@@ -187,7 +192,7 @@ def test_control_frames_do_not_flush_a_held_fragment(redactor):
         await websocket.send_text(json.dumps({"done": True}))
         await websocket.close()
 
-    app.add_middleware(SanitizerMiddleware)
+    app.add_middleware(SanitizerMiddleware, policies=RoutePolicies())
     with TestClient(app) as client, client.websocket_connect("/api/v1/chat/stream") as ws:
         frames = []
         while not frames or not frames[-1].get("done"):
