@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     RATE_LIMIT_DAILY_PER_USER: int = 10
     RATE_LIMIT_DAILY_LLM_PER_USER: int = 1
     RATE_LIMIT_DAILY_PER_IP: int = 50
+    RATE_LIMIT_DAILY_LLM_PER_IP: int = 3
     RATE_LIMIT_DAILY_FREE: int = 50
     RATE_LIMIT_DAILY_LLM_FREE: int = 20
     RATE_LIMIT_DAILY_PAID: int = 1000
@@ -100,6 +101,8 @@ class Settings(BaseSettings):
     LLM_TIMEOUT_SECONDS: float = 60.0
     WS_PING_INTERVAL_SECONDS: float = 30.0
     WS_MAX_FRAME_BYTES: int = 64 * 1024
+    WS_FIRST_FRAME_TIMEOUT_SECONDS: float = 10.0
+    WS_MAX_ANONYMOUS_PER_IP: int = 4  # open sockets without an account, per address and worker
 
     # --- storage ----------------------------------------------------------------
     BLOB_STORE: Literal["file", "s3"] = "file"

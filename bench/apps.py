@@ -16,9 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.gateway.quota_gate import QuotaGateMiddleware
 from app.gateway.rate_limit import TierRateLimitMiddleware
 from app.gateway.sanitizer import SanitizerMiddleware
-from app.gateway.work import LLMGrant, UnitOfWork
 from app.main import create_app
 from app.models import BillingTier
+from app.work import LLMGrant, UnitOfWork
 
 
 class Pong(BaseModel):

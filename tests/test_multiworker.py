@@ -13,7 +13,6 @@ would, and share the same limits.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import uuid
@@ -25,8 +24,7 @@ import httpx
 import pytest
 import redis
 from jose import jwt
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from app.models import BillingTier, QuotaKind
 from tests.chat.support import ANNA
@@ -42,6 +40,7 @@ from tests.support.servers import (
     fresh_database,
     open_stream,
     poll,
+    sort_streams,
     start_gunicorn,
     start_instances,
 )
@@ -251,31 +250,27 @@ async def test_concurrency_slots_never_exceed_the_limit_and_all_come_back(
 
     sampler = asyncio.create_task(sample())
     try:
-        attempts = await asyncio.gather(
-            *(open_stream(cluster, account.access_token) for _ in range(8)),
-            return_exceptions=True,
+        streams = await asyncio.gather(
+            *(open_stream(cluster, account.access_token) for _ in range(8))
         )
-        admitted = [a for a in attempts if isinstance(a, ClientConnection)]
-        refused = [a for a in attempts if not isinstance(a, ClientConnection)]
-        assert len(admitted) == FREE_CONCURRENT, attempts
-        assert all(isinstance(r, InvalidStatus) for r in refused), refused
-        assert {r.response.status_code for r in refused} == {429}
-        assert {json.loads(r.response.body)["error"] for r in refused} == {"concurrency_limit"}
-        # Both streams are in flight, each on whichever worker took it.
+        first = await sort_streams(streams, refusals=8 - FREE_CONCURRENT)
+        assert {frame["error"] for _, frame in first.refused} == {"concurrency_limit"}
+        assert {ws.close_code for ws, _ in first.refused} == {4429}
+        # Both admitted streams are in flight, each on whichever worker took it.
         await poll(lambda: _received(upstream, FREE_CONCURRENT), "both streams upstream")
+        admitted = [ws for ws in streams if ws not in {ws for ws, _ in first.refused}]
         workers = {cluster.worker_serving(ws.local_address[1]) for ws in admitted}
         assert None not in workers
         # A second wave while the slots are held: refused on every worker.
-        more = await asyncio.gather(
-            *(open_stream(cluster, account.access_token) for _ in range(4)),
-            return_exceptions=True,
-        )
-        assert all(isinstance(m, InvalidStatus) for m in more), more
+        more = await asyncio.gather(*(open_stream(cluster, account.access_token) for _ in range(4)))
+        second = await sort_streams(more, refusals=4)
+        assert {frame["error"] for _, frame in second.refused} == {"concurrency_limit"}
         upstream.release.set()
-        done = await asyncio.gather(*(finish(ws) for ws in admitted))
+        done = await asyncio.gather(*first.running)
     finally:
         sampling = False
         await sampler
+    assert len(done) == FREE_CONCURRENT
     assert all(frame.get("done") for frame in done), done
     assert all(ws.close_code == 1000 for ws in admitted)
     assert max(samples) == FREE_CONCURRENT
@@ -341,10 +336,9 @@ async def test_a_killed_worker_loses_nothing_and_its_slot_frees_when_the_lease_l
     # The dead worker never gave its slot back: it stays taken until the lease lapses.
     assert [row.lease_id for row in await db.leases(scope)] == [lease.lease_id]
     survivor = await open_stream(cluster, account.access_token)
-    with pytest.raises(InvalidStatus) as refused:
-        await open_stream(cluster, account.access_token)
-    assert refused.value.response.status_code == 429
-    assert json.loads(refused.value.response.body)["error"] == "concurrency_limit"
+    await poll(lambda: _received(upstream, 2), "the survivor to reach the upstream")
+    refused = await finish(await open_stream(cluster, account.access_token))
+    assert refused["error"] == "concurrency_limit"
     # The other workers (and the one gunicorn starts in the victim's place) keep serving.
     assert (await api.get("/api/v1/quota/status")).status_code == 200
 
@@ -453,21 +447,16 @@ async def test_independent_instances_share_every_limit(
         account, user_id, _ = await user(clients[1], db, BillingTier.FREE)
 
     upstream.mode = "hang"
-    attempts = await asyncio.gather(
-        *(open_stream(instances[n % 2], account.access_token) for n in range(6)),
-        return_exceptions=True,
+    streams = await asyncio.gather(
+        *(open_stream(instances[n % 2], account.access_token) for n in range(6))
     )
-    admitted = [a for a in attempts if isinstance(a, ClientConnection)]
-    assert len(admitted) == FREE_CONCURRENT, attempts
-    assert all(
-        isinstance(a, InvalidStatus) and a.response.status_code == 429
-        for a in attempts
-        if not isinstance(a, ClientConnection)
-    )
+    sorted_streams = await sort_streams(streams, refusals=6 - FREE_CONCURRENT)
+    assert {frame["error"] for _, frame in sorted_streams.refused} == {"concurrency_limit"}
     scope = f"subject:user:{user_id}"
     assert len(await db.leases(scope)) == FREE_CONCURRENT
     upstream.release.set()
-    done = await asyncio.gather(*(finish(ws) for ws in admitted))
+    done = await asyncio.gather(*sorted_streams.running)
+    assert len(done) == FREE_CONCURRENT
     assert all(frame.get("done") for frame in done), done
 
     async def returned() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.kit.ratelimit import MovingWindow, parse_limit
+from app.kit.ratelimit import WINDOW_STORE_ERRORS, MovingWindow, parse_limit
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ class AuthThrottle:
         for item, identifiers in checks:
             try:
                 result = await self.window.hit(item, *identifiers)
-            except Exception as exc:
+            except WINDOW_STORE_ERRORS as exc:
                 # Same policy as the tier limiter: see README "Failure policy".
-                log.warning("auth throttle storage unavailable", extra={"error": repr(exc)})
+                log.warning("auth throttle storage unavailable", exc_info=exc)
                 if self.fail_open:
                     return
                 raise ServiceUnavailable("Rate limiter unavailable; try again shortly.") from exc

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket
-from starlette.requests import HTTPConnection
+from fastapi import APIRouter, Request, Response, WebSocket
 
 from app.chat import service
 from app.chat.errors import UPSTREAM_RESPONSES
 from app.chat.schemas import AgentInfo, ChatRequest, ChatResponse, ExecutionPlan, Playbook
-from app.errors import Unauthorized, error_responses
+from app.errors import error_responses
 from app.gateway.policy import gateway_policy
-from app.gateway.work import UnitOfWork
+from app.gateway.work import UnitOfWorkDep
 
 router = APIRouter()
-
-
-def admitted_unit(connection: HTTPConnection) -> UnitOfWork:
-    """The unit of work the quota gate admitted.
-
-    The gate admits none when the caller's credentials are invalid and leaves the
-    refusal to the route: that is a 401, not a server error.
-    """
-    unit = connection.scope.get("state", {}).get("unit_of_work")
-    if unit is None:
-        raise Unauthorized("Invalid or expired credentials.", error="invalid_token")
-    return unit
-
-
-ChatUnit = Annotated[UnitOfWork, Depends(admitted_unit)]
 
 
 @router.post(
@@ -40,7 +22,7 @@ ChatUnit = Annotated[UnitOfWork, Depends(admitted_unit)]
 )
 @gateway_policy(unit_of_work=True, sanitized=True)
 async def chat(
-    body: ChatRequest, unit: ChatUnit, request: Request, response: Response
+    body: ChatRequest, unit: UnitOfWorkDep, request: Request, response: Response
 ) -> ChatResponse | ExecutionPlan:
     """Route a message to the agents; `execution_mode=plan` returns an execution plan."""
     state = request.app.state
@@ -56,20 +38,17 @@ async def chat(
 
 @router.websocket("/chat/stream")
 @gateway_policy(unit_of_work=True)
-async def chat_stream(
-    websocket: WebSocket,
-    token: Annotated[str | None, Query(description="Access token; omit for anonymous use.")] = None,
-) -> None:
+async def chat_stream(websocket: WebSocket) -> None:
+    """`?token=` (an access token) is read by the gateway, like the Authorization header."""
     state = websocket.app.state
     session = service.ChatStreamSession(
         websocket,
         settings=state.settings,
         tiers=state.tiers,
         plans=state.chat_plans,
-        codec=state.token_codec,
         shutdown=state.shutdown,
     )
-    await session.run(token)
+    await session.run()
 
 
 @router.get("/plans/playbook", tags=["plans"], response_model=list[Playbook])

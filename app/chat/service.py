@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from app.auth.security import InvalidToken, TokenCodec
 from app.billing.tiers import TIER_ORDER, TierTable
 from app.chat.agents import ChatAgent, registry
 from app.chat.demo_model import DemoChatModel
@@ -24,10 +23,11 @@ from app.config import Settings
 from app.db import Database
 from app.demo.chat_inputs import canned_answers, session_context
 from app.errors import AppError
-from app.gateway.work import UnitOfWork
+from app.gateway.work import UNIT_ADMISSION
 from app.log import current_request_id
 from app.models import BillingTier
 from app.shutdown import WS_SERVICE_RESTART, GracefulShutdown
+from app.work import UnitAdmission, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 WS_POLICY_VIOLATION = 1008
 WS_INVALID_PAYLOAD = 1007
 WS_TOO_BIG = 1009
+WS_REQUEST_TIMEOUT = 4408
 
 
 @asynccontextmanager
@@ -145,14 +146,12 @@ class ChatStreamSession:
         settings: Settings,
         tiers: TierTable,
         plans: PlanService,
-        codec: TokenCodec,
         shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.ws = websocket
         self.settings = settings
         self.tiers = tiers
         self.plans = plans
-        self.codec = codec
         self.shutdown = shutdown
         self._send_lock = anyio.Lock()
 
@@ -185,55 +184,62 @@ class ChatStreamSession:
         await self._close(WS_SERVICE_RESTART, "server shutting down")
 
     async def _receive_first(self) -> dict[str, Any] | None:
-        """The client's first frame, or None if the server starts stopping first."""
-        if self.shutdown is None:
-            return await self.ws.receive()
-        shutdown = self.shutdown
-        received: dict[str, Any] | None = None
+        """The client's first frame; None if the server starts stopping first.
+
+        A client that sends nothing within WS_FIRST_FRAME_TIMEOUT_SECONDS gets a
+        timeout frame instead (`{"type": "timeout"}`), so an idle socket cannot stay.
+        """
+        received: dict[str, Any] | None = {"type": "timeout"}
         async with anyio.create_task_group() as group:
 
             async def receive() -> None:
                 nonlocal received
-                received = await self.ws.receive()
+                with anyio.move_on_after(self.settings.WS_FIRST_FRAME_TIMEOUT_SECONDS):
+                    received = await self.ws.receive()
                 group.cancel_scope.cancel()
 
-            async def stop_on_shutdown() -> None:
+            async def stop_on_shutdown(shutdown: GracefulShutdown) -> None:
+                nonlocal received
                 await shutdown.wait()
+                received = None
                 group.cancel_scope.cancel()
 
             group.start_soon(receive)
-            group.start_soon(stop_on_shutdown)
+            if self.shutdown is not None:
+                group.start_soon(stop_on_shutdown, self.shutdown)
         return received
 
-    async def run(self, token: str | None) -> None:
+    async def run(self) -> None:
         if self.shutdown is None:
-            await self._run(token)
+            await self._run()
             return
         # Counted for the session's whole life, so a draining server waits for it too.
         with self.shutdown.stream():
-            await self._run(token)
+            await self._run()
 
-    async def _run(self, token: str | None) -> None:
-        if token is not None:
-            try:
-                self.codec.decode(token, "access")
-            except InvalidToken:
-                await self.ws.accept()
-                await self._close(WS_POLICY_VIOLATION, "invalid or expired token")
-                return
-        unit = self.ws.scope.get("state", {}).get("unit_of_work")
-        if unit is None:
-            # The gate admits no unit for invalid credentials (a bad demo session id).
-            await self.ws.accept()
-            await self._close(WS_POLICY_VIOLATION, "invalid credentials")
+    async def _run(self) -> None:
+        admission: UnitAdmission | None = self.ws.scope.get("state", {}).get(UNIT_ADMISSION)
+        await self.ws.accept()
+        if admission is None:
+            # The gate offers no unit for credentials that did not verify (an expired or
+            # revoked token, an unknown demo session).
+            await self._close(WS_POLICY_VIOLATION, "invalid or expired credentials")
             return
-        headers = None if unit.llm.use_llm else [(b"x-demo-mode", b"true")]
-        await self.ws.accept(headers=headers)
         message = await self._receive_first()
         if message is None:
             await self._say_goodbye()
             return
         if message["type"] == "websocket.disconnect":
+            return
+        if message["type"] == "timeout":
+            await self._send(
+                _error_frame(
+                    "request_timeout",
+                    "No chat request arrived within "
+                    f"{self.settings.WS_FIRST_FRAME_TIMEOUT_SECONDS:g} s of connecting.",
+                )
+            )
+            await self._close(WS_REQUEST_TIMEOUT, "no request")
             return
         raw, size = self._frame_size(message)
         if size > self.settings.WS_MAX_FRAME_BYTES:
@@ -253,17 +259,31 @@ class ChatStreamSession:
             )
             await self._close(WS_INVALID_PAYLOAD, "invalid ChatRequest")
             return
-        await self._serve(request, unit)
+        # The unit of work starts here: quotas and slots are taken now, not at the handshake.
+        try:
+            unit = await admission.admit()
+        except AppError as exc:
+            await self._refuse(exc)
+            return
+        await self._serve(request, unit, admission)
 
-    async def _serve(self, request: ChatRequest, unit: UnitOfWork) -> None:
+    async def _refuse(self, exc: AppError) -> None:
+        with suppress(WebSocketDisconnect, OSError):
+            await self._send(_error_frame(exc.error, exc.message))
+        await self._close(4000 + exc.status_code, exc.error)
+
+    async def _serve(
+        self, request: ChatRequest, unit: UnitOfWork, admission: UnitAdmission
+    ) -> None:
         try:
             request, canned = await prepare_request(self.ws.app.state.db, request, unit)
         except AppError as exc:
-            with suppress(WebSocketDisconnect, OSError):
-                await self._send(_error_frame(exc.error, exc.message))
-            await self._close(4000 + exc.status_code, exc.error)
+            await self._refuse(exc)
             return
         orchestrator = orchestrator_for(self.settings, self.tiers, self.plans, unit, canned)
+        if not unit.llm.use_llm:
+            # What `X-Demo-Mode: true` says over REST: the answer comes from the demo fallback.
+            await self._send({"demo": True})
         close_code, reason = 1000, "done"
         finished = stopped = False
         async with anyio.create_task_group() as group:
@@ -273,8 +293,12 @@ class ChatStreamSession:
                 try:
                     async with aclosing(orchestrator.orchestrate_stream(request)) as frames:
                         async for frame in frames:
+                            if frame.get("done"):
+                                # The unit is complete: its slot is free before the client
+                                # reads the last frame and perhaps reconnects at once.
+                                finished = True
+                                await admission.finish(1000)
                             await self._send(frame)
-                            finished = finished or bool(frame.get("done"))
                 except AppError as exc:
                     close_code, reason = 4000 + exc.status_code, exc.error
                     with suppress(WebSocketDisconnect, OSError):

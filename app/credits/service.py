@@ -17,10 +17,10 @@ from app.config import Settings
 from app.credits.repository import CreditRepository
 from app.db import Database
 from app.errors import PaymentRequired, ServiceUnavailable
-from app.gateway.work import CreditMeter, UnitOfWork
 from app.kit.sql import STORE_ERRORS
 from app.metrics import CREDITS_SPENT, REFUSALS
 from app.models import BillingTier, CreditReason
+from app.work import CreditMeter, UnitOfWork
 
 log = logging.getLogger(__name__)
 

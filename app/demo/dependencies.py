@@ -19,7 +19,6 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
-from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import TokenCodecDep
 from app.auth.security import InvalidToken, TokenCodec
@@ -28,7 +27,6 @@ from app.demo.examples import DemoExampleService
 from app.demo.service import DemoService, ensure_live
 from app.demo.templates import TemplateCatalog
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.gateway.work import UnitOfWork
 from app.kit.deps import SettingsDep, TiersDep
 from app.models import DemoSession
 
@@ -75,19 +73,6 @@ def get_example_service(
 ExampleServiceDep = Annotated[DemoExampleService, Depends(get_example_service)]
 
 
-def admitted_unit(connection: HTTPConnection) -> UnitOfWork:
-    """The unit of work the quota gate counted for this request.
-
-    The gate admits none when the caller's credentials do not verify, and leaves
-    the refusal to the route: a 401, not a server error.
-    """
-    unit = connection.scope.get("state", {}).get("unit_of_work")
-    if unit is None:
-        raise Unauthorized("Invalid or expired credentials.", error="invalid_token")
-    return unit
-
-
-AdmittedUnit = Annotated[UnitOfWork, Depends(admitted_unit)]
 
 
 def _token_session_id(codec: TokenCodec, credentials: HTTPAuthorizationCredentials) -> str | None:

@@ -4,7 +4,6 @@ from fastapi import APIRouter, status
 
 from app.auth.dependencies import AdminUser
 from app.demo.dependencies import (
-    AdmittedUnit,
     CurrentDemoSession,
     DemoServiceDep,
     ExampleServiceDep,
@@ -25,6 +24,7 @@ from app.demo.schemas import (
 from app.demo.workspace import Workspace
 from app.errors import error_responses
 from app.gateway.policy import gateway_policy
+from app.gateway.work import UnitOfWorkDep
 
 router = APIRouter(prefix="/demo", tags=["demo"])
 
@@ -122,7 +122,7 @@ async def examples_init_status(service: ExampleServiceDep) -> ExamplesInitStatus
     "/examples/init", response_model=ExamplesInitResult, responses=error_responses(401, 429, 503)
 )
 @gateway_policy(unit_of_work=True)
-async def init_examples(_: AdmittedUnit, service: ExampleServiceDep) -> ExamplesInitResult:
+async def init_examples(_: UnitOfWorkDep, service: ExampleServiceDep) -> ExamplesInitResult:
     """Generate one example conversation per agent that has none (offline demo model).
 
     Idempotent: agents that already have an example are skipped. A unit of work:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,6 +27,7 @@ from app.config import Settings
 from app.db import Database
 from app.gateway.client_ip import Network, client_ip
 from app.models import BillingTier, DemoSession, DemoSessionStatus, Membership, Subscription
+from app.work import Identity, IdentityKind
 
 COOKIE_NAME = "demo_session_id"
 DEMO_HEADER = b"x-demo-session-id"
@@ -48,34 +47,6 @@ _ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
     DemoSession.status == DemoSessionStatus.ACTIVE,
     DemoSession.expires_at > bindparam("now"),
 )
-
-
-class IdentityKind(StrEnum):
-    USER = "user"
-    DEMO = "demo"
-    ANONYMOUS = "anonymous"
-
-
-@dataclass(slots=True)
-class Identity:
-    kind: IdentityKind
-    subject: str  # the key quotas and limits are counted against
-    ip: str
-    tier: BillingTier = BillingTier.FREE
-    seats: int = 1
-    user_id: uuid.UUID | None = None
-    tenant_id: uuid.UUID | None = None
-    demo_session_id: str | None = None
-    # A credential was sent but did not verify: the route will refuse it (401 / 1008).
-    invalid_credentials: bool = False
-    # Set on the first anonymous response.
-    new_cookie: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rate_key(self) -> str:
-        """Anonymous callers share a rate limit per IP; everyone else has their own."""
-        return f"ip:{self.ip}" if self.kind is IdentityKind.ANONYMOUS else self.subject
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:

@@ -20,6 +20,8 @@ from app.gateway.identity import set_cookie_header
 from app.gateway.policy import RoutePolicies
 from app.gateway.responses import refuse
 from app.gateway.services import gateway_of, identity_of
+from app.kit.ratelimit import WINDOW_STORE_ERRORS
+from app.kit.sql import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,8 @@ class TierRateLimitMiddleware:
         gateway = gateway_of(scope)
         try:
             identity = await identity_of(scope)
-        except Exception as exc:
-            log.error("identity store unavailable", extra={"error": type(exc).__name__})
+        except STORE_ERRORS as exc:
+            log.error("identity store unavailable", exc_info=exc)
             await refuse(
                 scope,
                 receive,
@@ -53,8 +55,8 @@ class TierRateLimitMiddleware:
             result = await gateway.window.hit(
                 RateLimitItemPerMinute(amount), "tier", identity.rate_key
             )
-        except Exception as exc:
-            log.warning("rate limit store unavailable", extra={"error": type(exc).__name__})
+        except WINDOW_STORE_ERRORS as exc:
+            log.warning("rate limit store unavailable", exc_info=exc)
             if not gateway.settings.RATE_LIMIT_FAIL_OPEN:
                 await refuse(
                     scope,

@@ -12,9 +12,10 @@ from starlette.types import Scope
 from app.billing.tiers import TierTable
 from app.config import Settings
 from app.credits.service import CreditService
-from app.gateway.identity import Identity, IdentityResolver
+from app.gateway.identity import IdentityResolver
 from app.kit.ratelimit import MovingWindow
 from app.quota.service import QuotaService
+from app.work import Identity
 
 
 @dataclass(slots=True)

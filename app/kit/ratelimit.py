@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,18 @@ def async_storage_uri(uri: str) -> str:
     return uri if uri.startswith("async+") else f"async+{uri}"
 
 
+# What a failing window store raises: storages are built with `wrap_exceptions`, so
+# their own errors (a Redis connection refused, a timeout) arrive as StorageError.
+WINDOW_STORE_ERRORS: tuple[type[BaseException], ...] = (StorageError,)
+
+
 def build_storage(uri: str) -> Storage:
     if uri.removeprefix("async+").startswith(("redis", "rediss")):
         # redis-py's asyncio client (already a dependency) rather than coredis.
-        return storage_from_string(async_storage_uri(uri), implementation="redispy")
-    return storage_from_string(async_storage_uri(uri))
+        return storage_from_string(
+            async_storage_uri(uri), implementation="redispy", wrap_exceptions=True
+        )
+    return storage_from_string(async_storage_uri(uri), wrap_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,19 @@ class CounterRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def give_back(self, subject: str, kind: QuotaKind, day: date) -> None:
+        """Undo one `consume` (never below zero)."""
+        await self.session.execute(
+            update(QuotaCounter)
+            .where(
+                QuotaCounter.subject == subject,
+                QuotaCounter.kind == kind,
+                QuotaCounter.day == day,
+                QuotaCounter.used > 0,
+            )
+            .values(used=QuotaCounter.used - 1)
+        )
+
     async def used(self, subject: str, kind: QuotaKind, day: date) -> int:
         value = await self.session.scalar(
             select(QuotaCounter.used).where(

@@ -35,7 +35,10 @@ class QuotaStatus(BaseModel):
     fallback_active: bool = Field(description="the next unit of work will get demo answers")
     daily: Allowance
     llm: LLMAllowance
-    per_ip: Allowance | None
+    per_ip: Allowance | None = Field(description="units per client address (anonymous callers)")
+    per_ip_llm: Allowance | None = Field(
+        description="LLM answers per client address (anonymous callers without their own key)"
+    )
     concurrency: Concurrency
     rate_limit_per_minute: int
     reset_at: datetime = Field(description="when the daily counters reset (next UTC midnight)")

@@ -17,13 +17,11 @@ from app.config import Settings
 from app.credits.service import CreditService
 from app.db import Database
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.gateway.byok import LLMKey
-from app.gateway.identity import Identity, IdentityKind
-from app.gateway.work import LLMGrant, UnitOfWork
 from app.kit.sql import STORE_ERRORS
 from app.models import QuotaKind
 from app.quota.repository import CounterRepository, Lease, LeaseRepository
 from app.quota.schemas import Allowance, Concurrency, LLMAllowance, QuotaStatus
+from app.work import Charge, Identity, IdentityKind, LLMGrant, LLMKey, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +34,23 @@ class QuotaPolicy:
     daily_llm: int | None  # None: LLM use is metered by credits, not counted
     concurrent: int
     daily_per_ip: int | None
+    daily_llm_per_ip: int | None  # anonymous LLM use, whatever visitor id the address shows
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """One daily counter a unit of work incremented (so it can be given back)."""
+
+    subject: str
+    kind: QuotaKind
+    day: date
 
 
 @dataclass(slots=True)
 class Admission:
     unit: UnitOfWork
     leases: list[Lease]
+    counts: list[Count]
 
 
 def utc_today(now: datetime | None = None) -> date:
@@ -87,12 +96,15 @@ class QuotaService:
                 daily_llm=limits.daily_units if byok and llm is not None else llm,
                 concurrent=limits.concurrent,
                 daily_per_ip=None,
+                daily_llm_per_ip=None,
             )
         return QuotaPolicy(
             daily_total=s.RATE_LIMIT_DAILY_PER_USER,
             daily_llm=s.RATE_LIMIT_DAILY_PER_USER if byok else s.RATE_LIMIT_DAILY_LLM_PER_USER,
             concurrent=s.MAX_CONCURRENT_TASK_TREES_PER_USER,
             daily_per_ip=s.RATE_LIMIT_DAILY_PER_IP,
+            # With their own key a visitor spends nobody's LLM budget.
+            daily_llm_per_ip=None if byok else s.RATE_LIMIT_DAILY_LLM_PER_IP,
         )
 
     async def admit(
@@ -102,7 +114,8 @@ class QuotaService:
         leases: list[Lease] = []
         try:
             leases = await self._take_slots(identity, policy)
-            use_llm, reason = await self._count(identity, policy)
+            counts, reason = await self._count(identity, policy)
+            use_llm = reason is None
             metered = (
                 identity.kind is IdentityKind.USER and policy.daily_llm is None and llm_key is None
             )
@@ -130,7 +143,7 @@ class QuotaService:
             accountant=self.credits if metered else None,
             default_estimate=self.settings.CREDIT_RESERVE_ESTIMATE,
         )
-        return Admission(unit, leases)
+        return Admission(unit, leases, counts)
 
     async def _take_slots(self, identity: Identity, policy: QuotaPolicy) -> list[Lease]:
         """The caller's slot and a system slot, in one short transaction (both or neither)."""
@@ -162,42 +175,72 @@ class QuotaService:
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
 
-    async def _count(self, identity: Identity, policy: QuotaPolicy) -> tuple[bool, str | None]:
+    async def _count(
+        self, identity: Identity, policy: QuotaPolicy
+    ) -> tuple[list[Count], str | None]:
+        """Take the unit's daily counts in one transaction: all of them, or none.
+
+        Returns what was counted and, when the unit must use the demo fallback, why.
+        """
         today = utc_today()
+        counts: list[Count] = []
         try:
-            # One transaction: if a later counter refuses, the earlier increments roll back.
             async with self.db.sessionmaker.begin() as session:
                 counters = CounterRepository(session)
-                if (
-                    await counters.consume(
-                        identity.subject, QuotaKind.TOTAL, today, policy.daily_total
-                    )
-                    is None
-                ):
+
+                async def take(subject: str, kind: QuotaKind, limit: int) -> bool:
+                    if await counters.consume(subject, kind, today, limit) is None:
+                        return False
+                    counts.append(Count(subject, kind, today))
+                    return True
+
+                # A refusal raises, which rolls back the counts already taken.
+                if not await take(identity.subject, QuotaKind.TOTAL, policy.daily_total):
                     raise self._daily_refusal(
                         f"Daily quota of {policy.daily_total} requests reached", "daily_quota"
                     )
-                if (
-                    policy.daily_per_ip is not None
-                    and await counters.consume(
-                        ip_subject(identity), QuotaKind.TOTAL, today, policy.daily_per_ip
-                    )
-                    is None
+                if policy.daily_per_ip is not None and not await take(
+                    ip_subject(identity), QuotaKind.TOTAL, policy.daily_per_ip
                 ):
                     raise self._daily_refusal(
                         f"Daily quota of {policy.daily_per_ip} requests per address reached",
                         "ip_quota",
                     )
                 if policy.daily_llm is None:
-                    return True, None
-                used = await counters.consume(
-                    identity.subject, QuotaKind.LLM, today, policy.daily_llm
-                )
-                if used is None:
-                    return False, "llm_quota_exhausted"
-                return True, None
+                    return counts, None
+                # The address's LLM budget first: a fresh visitor id cannot add to it.
+                if policy.daily_llm_per_ip is not None and not await take(
+                    ip_subject(identity), QuotaKind.LLM, policy.daily_llm_per_ip
+                ):
+                    return counts, "ip_llm_quota_exhausted"
+                if not await take(identity.subject, QuotaKind.LLM, policy.daily_llm):
+                    await self._give_back(counters, [c for c in counts if c.kind is QuotaKind.LLM])
+                    counts = [c for c in counts if c.kind is not QuotaKind.LLM]
+                    return counts, "llm_quota_exhausted"
+                return counts, None
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
+
+    async def give_back(self, admission: Admission, charge: Charge) -> None:
+        """Return the counts of a unit that did no work (or failed on our side), atomically."""
+        if charge is Charge.FULL:
+            return
+        counts = admission.counts
+        if charge is Charge.NO_LLM:
+            counts = [count for count in counts if count.kind is QuotaKind.LLM]
+        if not counts:
+            return
+        try:
+            async with self.db.sessionmaker.begin() as session:
+                await self._give_back(CounterRepository(session), counts)
+        except STORE_ERRORS:
+            # The caller keeps the count: logged, and the next day resets it anyway.
+            log.exception("could not give back the counts of a refused unit of work")
+
+    @staticmethod
+    async def _give_back(counters: CounterRepository, counts: list[Count]) -> None:
+        for count in counts:
+            await counters.give_back(count.subject, count.kind, count.day)
 
     @staticmethod
     def _daily_refusal(text: str, code: str) -> TooManyRequests:
@@ -218,17 +261,20 @@ class QuotaService:
                 used = await counters.used(identity.subject, QuotaKind.TOTAL, today)
                 llm_used = await counters.used(identity.subject, QuotaKind.LLM, today)
                 ip_used = await counters.used(ip_subject(identity), QuotaKind.TOTAL, today)
+                ip_llm_used = await counters.used(ip_subject(identity), QuotaKind.LLM, today)
                 in_use = await leases.in_use(lease_scope(identity), now)
                 system_in_use = await leases.in_use(SYSTEM_SCOPE, now)
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
         llm_remaining = None if policy.daily_llm is None else max(0, policy.daily_llm - llm_used)
+        per_ip_llm = _allowance(policy.daily_llm_per_ip, ip_llm_used)
         return QuotaStatus(
             identity=identity.kind.value,
             tier=identity.tier,
             premium=premium,
             demo=identity.kind is not IdentityKind.USER,
-            fallback_active=llm_remaining == 0,
+            fallback_active=llm_remaining == 0
+            or (per_ip_llm is not None and per_ip_llm.remaining == 0),
             daily=Allowance(
                 limit=policy.daily_total, used=used, remaining=max(0, policy.daily_total - used)
             ),
@@ -238,13 +284,8 @@ class QuotaService:
                 remaining=llm_remaining,
                 metered_by_credits=policy.daily_llm is None,
             ),
-            per_ip=None
-            if policy.daily_per_ip is None
-            else Allowance(
-                limit=policy.daily_per_ip,
-                used=ip_used,
-                remaining=max(0, policy.daily_per_ip - ip_used),
-            ),
+            per_ip=_allowance(policy.daily_per_ip, ip_used),
+            per_ip_llm=per_ip_llm,
             concurrency=Concurrency(
                 limit=policy.concurrent,
                 in_use=in_use,
@@ -273,6 +314,12 @@ class QuotaService:
             repo = LeaseRepository(session)
             for lease in leases:
                 await repo.renew(lease, expires_at)
+
+
+def _allowance(limit: int | None, used: int) -> Allowance | None:
+    if limit is None:
+        return None
+    return Allowance(limit=limit, used=used, remaining=max(0, limit - used))
 
 
 def _unavailable(exc: Exception) -> ServiceUnavailable:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.gateway.work import CreditMeter, LLMGrant, UnitOfWork
 from app.models import BillingTier
+from app.work import CreditMeter, LLMGrant, UnitOfWork
 from tests.chat.upstream import ServerThread, UpstreamState, build_app
 
 BYOK_KEY = "sk-byokTESTkey-0123456789abcdef"
@@ -19,6 +19,7 @@ ROOMY_QUOTAS = {
     "RATE_LIMIT_DAILY_PER_USER": 500,
     "RATE_LIMIT_DAILY_LLM_PER_USER": 500,
     "RATE_LIMIT_DAILY_PER_IP": 500,
+    "RATE_LIMIT_DAILY_LLM_PER_IP": 500,
     "RATE_LIMIT_FREE_PER_MINUTE": 500,
 }
 

@@ -146,11 +146,11 @@ async def test_websocket_refusal_sends_error_frame_and_4403(app: FastAPI, client
 
 async def test_websocket_demo_fallback_is_marked(app: FastAPI) -> None:
     async with ws_client(app) as wc:
-        frames = []
+        answers = []
         for _ in range(2):  # the anonymous visitor's one LLM unit, then the fallback
             async with aconnect_ws("/api/v1/chat/stream", wc) as ws:
                 await ws.send_json(ANNA)
-                _, done = await collect(ws)
-                frames.append((ws.response.headers.get("x-demo-mode"), done))
-    assert [(header, done["demo"]) for header, done in frames] == [(None, False), ("true", True)]
-    assert frames[1][1]["actions"][0]["data"]["title"] == "Call Anna"
+                frames, done = await collect(ws)
+                answers.append((frames[0] == {"demo": True}, done))
+    assert [(marked, done["demo"]) for marked, done in answers] == [(False, False), (True, True)]
+    assert answers[1][1]["actions"][0]["data"]["title"] == "Call Anna"

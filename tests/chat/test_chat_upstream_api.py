@@ -57,10 +57,16 @@ async def test_upstream_failures_map_to_502_504_and_free_the_slot(
     timed_out = await client.post("/api/v1/chat", json=ANNA)
     assert timed_out.status_code == 504 and timed_out.json()["error"] == "upstream_timeout"
     upstream.release.set()
+    # Our failures are not charged to the caller's LLM quota; the units themselves count.
+    status = (await client.get("/api/v1/quota/status")).json()
+    assert (status["daily"]["used"], status["llm"]["used"]) == (2, 0)
+    assert status["per_ip_llm"]["used"] == 0
     upstream.mode = "ok"
     # One concurrent unit per anonymous identity: this passes only if both slots came back.
     again = await client.post("/api/v1/chat", json=ANNA)
     assert again.status_code == 200, again.text
+    status = (await client.get("/api/v1/quota/status")).json()
+    assert (status["daily"]["used"], status["llm"]["used"]) == (3, 1)
 
 
 @pytest.mark.parametrize("ping_interval", [0.05])

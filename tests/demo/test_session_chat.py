@@ -138,9 +138,10 @@ async def test_one_llm_unit_then_fallback_then_429_after_ten(client, app):
         subjects = set(
             await db.scalars(select(QuotaCounter.subject).where(QuotaCounter.kind == QuotaKind.LLM))
         )
-    assert subjects == {f"demo:{session['session_id']}"}
+    # The session's own LLM count, and its address's (shared by every visitor there).
+    assert subjects == {f"demo:{session['session_id']}", "ip:203.0.113.10"}
 
-    # A new session is a new demo identity with its own quota.
+    # A new session is a new demo identity with its own quota (the address has LLM left).
     other = await start_session(client)
     fresh = await client.post(CHAT, json=PACKAGING, headers=header(other["session_id"]))
     assert fresh.status_code == 200 and fresh.json()["demo"] is False
@@ -194,9 +195,9 @@ async def test_websocket_in_a_session_uses_the_workspace_and_the_canned_fallback
                 await ws.send_json(message)
                 frames, done = await collect(ws)
                 tokens = "".join(f["token"] for f in frames if "token" in f)
-                results.append((ws.response.headers.get("x-demo-mode"), tokens, done))
-    (mode1, _, done1), (mode2, tokens2, done2) = results
-    assert mode1 is None and done1["demo"] is False
+                results.append((frames[0] == {"demo": True}, tokens, done))
+    (marked1, _, done1), (marked2, tokens2, done2) = results
+    assert not marked1 and done1["demo"] is False
     assert done1["actions"][0]["id"] == "task_nw_packaging"
-    assert mode2 == "true" and done2["demo"] is True
+    assert marked2 and done2["demo"] is True
     assert done2["response"] == canned == tokens2

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from app.errors import PaymentRequired
-from app.gateway.work import LLMGrant, UnitOfWork
 from app.models import BillingTier, CreditAccount, CreditReason, User
+from app.work import LLMGrant, UnitOfWork
 from tests.gateway.conftest import PROBE_PATH
 from tests.support.builders import register, set_tier, tenant_id_of
 

@@ -291,3 +291,26 @@ async def finish(ws: ClientConnection) -> dict[str, Any]:
             if frame.get("done") or frame.get("error"):
                 await ws.wait_closed()
                 return frame
+
+
+@dataclass
+class Streams:
+    running: list[asyncio.Task[dict[str, Any]]]  # still streaming: each ends with its last frame
+    refused: list[tuple[ClientConnection, dict[str, Any]]]  # the socket and its error frame
+
+
+async def sort_streams(streams: list[ClientConnection], refusals: int) -> Streams:
+    """Read every stream until `refusals` of them have ended; the others are still running.
+
+    A unit is admitted when its first frame arrives, so a refusal is an error frame
+    and a close on an open socket. Ends the wait when that many streams have ended
+    (or fails after DEADLINE); whatever ended is counted as refused.
+    """
+    tasks = {asyncio.create_task(finish(ws)): ws for ws in streams}
+    refused: list[tuple[ClientConnection, dict[str, Any]]] = []
+    pending = set(tasks)
+    async with asyncio.timeout(DEADLINE):
+        while len(refused) < refusals:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            refused.extend((tasks[task], task.result()) for task in done)
+    return Streams([task for task in tasks if task in pending], refused)
