@@ -24,6 +24,7 @@ import httpx
 import pytest
 import redis
 from jose import jwt
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.models import BillingTier, QuotaKind
@@ -311,6 +312,50 @@ async def test_credits_never_go_negative_and_the_ledger_sums_to_the_balance(
     # Every call that reached the upstream was billed exactly once, and nothing else was.
     assert PRO_GRANT - ledger.balance == len(upstream.requests)
     assert 3 * statuses.count(200) <= len(upstream.requests) <= PRO_GRANT
+
+
+async def test_idle_sockets_hold_nothing_and_new_cookies_share_the_address_llm_budget(
+    cluster: ServerProcess, api: httpx.AsyncClient, db: ClusterDatabase, upstream
+) -> None:
+    # Twelve silent sockets, each a fresh visitor at an address of its own, on any worker.
+    idle = [
+        await connect(
+            f"{cluster.ws_url}/api/v1/chat/stream",
+            additional_headers={"X-Forwarded-For": f"198.51.100.{n + 1}"},
+            open_timeout=60,
+        )
+        for n in range(12)
+    ]
+    try:
+        assert await db.leases("system") == []  # open, silent: no system slot held
+        account, _, _ = await user(api, db, BillingTier.PRO)
+        answered = await api.post("/api/v1/chat", json=ANNA, headers=account.headers)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["demo"] is False
+
+        # One address, a new cookie on every request, spread over the workers: the
+        # address's LLM budget (3 by default) holds, the rest is the demo fallback.
+        async with AsyncExitStack() as stack:
+            connections = await spread_connections(cluster, stack, wanted=8)
+            replies = await asyncio.gather(
+                *(
+                    connections[n % len(connections)][0].post(
+                        "/api/v1/chat",
+                        json=ANNA,
+                        headers={
+                            "Cookie": f"demo_session_id={uuid.uuid4().hex}",
+                            "X-Forwarded-For": "192.0.2.77",
+                        },
+                    )
+                    for n in range(10)
+                )
+            )
+        assert [r.status_code for r in replies] == [200] * 10
+        assert sorted(r.json()["demo"] for r in replies) == [False] * 3 + [True] * 7
+        assert await db.counter("ip:192.0.2.77", QuotaKind.LLM) == 3
+    finally:
+        for ws in idle:
+            await ws.close()
 
 
 # --- a worker dies mid-stream --------------------------------------------------------------
