@@ -62,7 +62,8 @@ class RequestContextMiddleware:
         status: dict[str, Any] = {"code": None}
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                # (the second: a WebSocket handshake refused with an HTTP response)
                 status["code"] = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             elif message["type"] == "websocket.accept":

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from app.config import Settings
 from app.main import create_app
@@ -31,5 +32,31 @@ async def test_stream_over_a_real_socket(settings: Settings) -> None:
         note = done["actions"][0]["data"]
         assert (note["title"], note["body"]) == ("Retro", "ship smaller")
         assert ws.close_code == 1000
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"WS_MAX_ANONYMOUS_PER_IP": 1}])
+async def test_the_address_cap_answers_the_handshake_with_429_and_a_json_body(
+    settings: Settings,
+) -> None:
+    server = ServerThread(create_app(settings)).start()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/api/v1/chat/stream"
+        async with connect(url) as first:
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url):
+                    pass
+            response = refused.value.response
+            assert response.status_code == 429
+            assert int(response.headers["Retry-After"]) >= 1
+            body = json.loads(response.body)
+            assert body["error"] == "too_many_connections"
+            assert body["request_id"] == response.headers["X-Request-ID"]
+            # The socket that holds the place still works.
+            await first.send(json.dumps({"message": "write a note about the retro: ship it"}))
+            frames = []
+            while not frames or not frames[-1].get("done"):
+                frames.append(json.loads(await first.recv()))
     finally:
         server.stop()
