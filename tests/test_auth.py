@@ -130,7 +130,9 @@ async def test_bad_access_tokens_are_401(client, settings):
     claims = codec.decode(account.access_token, "access")
     header, payload, signature = account.access_token.split(".")
 
-    expired = codec.encode("access", claims["sub"], timedelta(seconds=-60), tid=claims["tid"])
+    expired = codec.encode(
+        "access", claims["sub"], timedelta(seconds=-60), tid=claims["tid"], ver=claims["ver"]
+    )
     tampered_payload = _b64({**claims, "sub": "00000000-0000-0000-0000-000000000000"})
     alg_none = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
     flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
@@ -151,7 +153,7 @@ async def test_token_signed_with_other_secret_is_401(client, settings):
     account = await register(client)
     claims = TokenCodec(settings).decode(account.access_token, "access")
     forged = TokenCodec(settings.model_copy(update={"JWT_SECRET": "x" * 40})).encode(
-        "access", claims["sub"], timedelta(minutes=5), tid=claims["tid"]
+        "access", claims["sub"], timedelta(minutes=5), tid=claims["tid"], ver=claims["ver"]
     )
     response = await client.get(
         "/api/v1/auth/me", headers={"Authorization": f"Bearer {forged.token}"}
