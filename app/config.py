@@ -1,11 +1,19 @@
 """Application settings, read from the environment and an optional `.env` file.
 
-Every variable is listed in `.env.example`. Production (`ENV=prod`) refuses the
-placeholder JWT secret.
+Every variable is listed in `.env.example`. No published secret ever signs
+anything: production (`ENV=prod`) refuses placeholder and short values of
+`JWT_SECRET` and `FINGERPRINT_SALT`; development and tests, when they are unset,
+use secrets generated once for this installation and kept under `DATA_DIR`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import secrets
+import stat
+import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +22,14 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me-in-production"
+# Values that were ever published as defaults (in this code, .env.example, docker-compose):
+# anyone can sign or fingerprint with them, so they count as unset.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", DEFAULT_JWT_SECRET, "change-me-fingerprint-salt", "please-change-this-salt"}
+)
+MIN_SECRET_LENGTH = 32
+GENERATED_SECRETS = ("JWT_SECRET", "FINGERPRINT_SALT")
+LOCAL_SECRETS_FILE = "secrets.json"
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -26,7 +42,12 @@ def _split_commas(value: object) -> object:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # A refused setting must not print the other settings (secrets among them).
+        hide_input_in_errors=True,
     )
 
     # --- core -------------------------------------------------------------
@@ -40,11 +61,14 @@ class Settings(BaseSettings):
     TRUSTED_PROXIES: CommaList = []  # IPs or CIDRs whose X-Forwarded-For is believed
 
     # --- auth ---------------------------------------------------------------
-    JWT_SECRET: str = DEFAULT_JWT_SECRET
+    # Empty: generated once under DATA_DIR outside production (see load_local_secrets).
+    JWT_SECRET: str = ""
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
     JWT_ACCESS_TOKEN_EXPIRE_MINUTES: int = 30
     JWT_REFRESH_TOKEN_EXPIRE_DAYS: int = 30
     BCRYPT_ROUNDS: int = Field(default=12, ge=4, le=16)
+    # Promoted once they prove they own the address (email verification); a bare
+    # registration never makes an admin. Until then: `adiuva promote-admin EMAIL`.
     ADMIN_EMAILS: CommaList = []
     AUTH_RATE_LIMIT_PER_IP: str = "30/minute"
     AUTH_RATE_LIMIT_PER_ACCOUNT: str = "10/minute"
@@ -70,7 +94,7 @@ class Settings(BaseSettings):
     MAX_CONCURRENT_POWER: int = 8
     MAX_CONCURRENT_TEAM: int = 8
     LEASE_TTL_SECONDS: int = 120
-    FINGERPRINT_SALT: str = "change-me-fingerprint-salt"
+    FINGERPRINT_SALT: str = ""  # empty: generated like JWT_SECRET
     DEMO_COOKIE_MAX_AGE_DAYS: int = 30
 
     # --- tier quotas (bytes of cloud storage / backups; -1 = unlimited) ------------
@@ -147,11 +171,25 @@ class Settings(BaseSettings):
         return [email.strip().lower() for email in value]
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Settings:
-        if self.ENV == "prod" and self.JWT_SECRET == DEFAULT_JWT_SECRET:
-            raise ValueError("JWT_SECRET must be set to a real secret when ENV=prod")
-        if self.ENV == "prod" and len(self.JWT_SECRET) < 32:
-            raise ValueError("JWT_SECRET must be at least 32 characters when ENV=prod")
+    def _no_published_secrets(self) -> Settings:
+        if self.ENV == "prod":
+            for name in GENERATED_SECRETS:
+                value = getattr(self, name)
+                if value in PLACEHOLDER_SECRETS:
+                    raise ValueError(
+                        f"{name} must be set to a secret of your own when ENV=prod "
+                        "(e.g. `openssl rand -hex 32`); the default is published"
+                    )
+                if len(value) < MIN_SECRET_LENGTH:
+                    raise ValueError(
+                        f"{name} must be at least {MIN_SECRET_LENGTH} characters when ENV=prod"
+                    )
+            return self
+        unset = [name for name in GENERATED_SECRETS if getattr(self, name) in PLACEHOLDER_SECRETS]
+        if unset:
+            local = load_local_secrets(self.DATA_DIR)
+            for name in unset:
+                setattr(self, name, local[name])
         return self
 
     @cached_property
@@ -166,3 +204,62 @@ class Settings(BaseSettings):
 
     def ensure_data_dir(self) -> None:
         self.DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def load_local_secrets(data_dir: Path) -> dict[str, str]:
+    """This installation's own JWT secret and fingerprint salt, generated on first use.
+
+    Kept in `DATA_DIR/secrets.json` (mode 0600) so tokens survive restarts and every
+    worker and CLI command sees the same values. The file is written under a private
+    temporary name and hard-linked into place: it is never readable by others, never
+    seen half-written, and when several processes start at once the first link wins
+    and everyone reads its values.
+    """
+    path = data_dir / LOCAL_SECRETS_FILE
+    try:
+        try:
+            return _read_local_secrets(path)
+        except FileNotFoundError:
+            pass
+        data_dir.mkdir(parents=True, exist_ok=True)
+        values = {name: secrets.token_urlsafe(48) for name in GENERATED_SECRETS}
+        # mkstemp creates the file with O_EXCL and mode 0600, whatever the umask.
+        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secrets-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                json.dump(values, file)
+                file.flush()
+                os.fsync(file.fileno())
+            # Another process may have got there first: then its values are the ones.
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+        return _read_local_secrets(path)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot keep generated secrets in {path} ({exc.strerror or exc}); "
+            "set JWT_SECRET and FINGERPRINT_SALT instead"
+        ) from exc
+
+
+def _read_local_secrets(path: Path) -> dict[str, str]:
+    with open(path, encoding="utf-8") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(
+                f"{path} is accessible to other users; run `chmod 600 {path}` "
+                "(or delete it: new secrets are generated and everyone signs in again)"
+            )
+        try:
+            values = json.load(file)
+        except json.JSONDecodeError:
+            values = None
+    if not isinstance(values, dict) or not all(
+        isinstance(values.get(name), str) and len(values[name]) >= MIN_SECRET_LENGTH
+        for name in GENERATED_SECRETS
+    ):
+        raise ValueError(
+            f"{path} is damaged; delete it to generate new secrets (everyone signs in again)"
+        )
+    return {name: values[name] for name in GENERATED_SECRETS}

@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.auth.access import AccessLookup
 from app.auth.endpoints import router as auth_router
 from app.auth.security import PasswordHasher, TokenCodec
 from app.auth.throttle import AuthThrottle
@@ -60,6 +61,8 @@ async def core_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
     app.state.db = db
     app.state.password_hasher = hasher
     app.state.token_codec = TokenCodec(settings)
+    # Shared by the gateway's identity resolution and get_principal.
+    app.state.access_lookup = AccessLookup(db)
     app.state.limiter_storage = limiter_storage
     app.state.auth_throttle = AuthThrottle(
         MovingWindow(limiter_storage),

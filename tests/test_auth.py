@@ -9,6 +9,7 @@ import bcrypt
 import pytest
 
 from app.auth.security import TokenCodec
+from app.cli import promote_admin
 from tests.support.builders import PASSWORD, register, unique_email
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -129,7 +130,9 @@ async def test_bad_access_tokens_are_401(client, settings):
     claims = codec.decode(account.access_token, "access")
     header, payload, signature = account.access_token.split(".")
 
-    expired = codec.encode("access", claims["sub"], timedelta(seconds=-60), tid=claims["tid"])
+    expired = codec.encode(
+        "access", claims["sub"], timedelta(seconds=-60), tid=claims["tid"], ver=claims["ver"]
+    )
     tampered_payload = _b64({**claims, "sub": "00000000-0000-0000-0000-000000000000"})
     alg_none = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
     flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
@@ -150,7 +153,7 @@ async def test_token_signed_with_other_secret_is_401(client, settings):
     account = await register(client)
     claims = TokenCodec(settings).decode(account.access_token, "access")
     forged = TokenCodec(settings.model_copy(update={"JWT_SECRET": "x" * 40})).encode(
-        "access", claims["sub"], timedelta(minutes=5), tid=claims["tid"]
+        "access", claims["sub"], timedelta(minutes=5), tid=claims["tid"], ver=claims["ver"]
     )
     response = await client.get(
         "/api/v1/auth/me", headers={"Authorization": f"Bearer {forged.token}"}
@@ -243,11 +246,21 @@ async def test_register_validation_errors(client, body):
 @pytest.mark.parametrize(
     "settings_overrides", [{"ADMIN_EMAILS": "Boss@Example.com, other@example.com"}]
 )
-async def test_admin_emails_become_admins(client):
-    admin = await register(client, email="boss@example.com")
-    plain = await register(client)
-    assert (await client.get("/api/v1/auth/me", headers=admin.headers)).json()["is_admin"]
-    assert not (await client.get("/api/v1/auth/me", headers=plain.headers)).json()["is_admin"]
+async def test_registering_an_admin_email_does_not_make_an_admin(client, settings):
+    # Anyone can register any address: being listed proves nothing until it is verified.
+    listed = await register(client, email="boss@example.com")
+    me = await client.get("/api/v1/auth/me", headers=listed.headers)
+    assert me.json()["is_admin"] is False
+    admin_only = await client.get("/api/v1/demo/stats", headers=listed.headers)
+    _assert_error(admin_only, 403, "admin_required")
+
+    # The operator's command is the way in; the flag is read live, so the same
+    # access token is an admin's on its next request.
+    assert await promote_admin(settings, "Boss@Example.com") is True
+    me = await client.get("/api/v1/auth/me", headers=listed.headers)
+    assert me.json()["is_admin"] is True
+    assert (await client.get("/api/v1/demo/stats", headers=listed.headers)).status_code == 200
+    assert await promote_admin(settings, unique_email("nobody")) is False
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.auth.access import AccessSource, authorize
 from app.auth.security import InvalidToken, PasswordHasher, TokenCodec
-from app.db import SessionDep
 from app.errors import Forbidden, Unauthorized
-from app.models import BillingTier, MembershipRole, TenantKind, User
-from app.tenants.repository import TenantRepository
+from app.models import BillingTier, MembershipRole, TenantKind
 
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -26,8 +25,13 @@ def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
+def get_access_lookup(request: Request) -> AccessSource:
+    return request.app.state.access_lookup
+
+
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+AccessLookupDep = Annotated[AccessSource, Depends(get_access_lookup)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +45,17 @@ class TenantContext:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """The caller, as read from the database on this request."""
+
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    user: User
+    user: AuthenticatedUser
     tenant: TenantContext
 
 
@@ -59,30 +72,23 @@ def access_claims(
 
 
 async def get_principal(
-    session: SessionDep, claims: Annotated[dict, Depends(access_claims)]
+    lookup: AccessLookupDep, claims: Annotated[dict, Depends(access_claims)]
 ) -> Principal:
-    try:
-        user_id = uuid.UUID(claims["sub"])
-        tenant_id = uuid.UUID(claims["tid"])
-    except (KeyError, ValueError) as exc:
-        raise Unauthorized("Invalid or expired access token.", error="invalid_token") from exc
-    user = await session.get(User, user_id)
-    context = await TenantRepository(session).member_context(user_id, tenant_id)
-    if user is None or context is None:
-        raise Unauthorized("This account no longer exists.", error="invalid_token")
-    # End the read transaction: the connection goes back to the pool instead of being
-    # held through a long upload or LLM call; the session reconnects if the route writes.
-    await session.commit()
+    """Signed is not enough: the user must exist, be active, still belong to the
+    token's tenant, and the token must carry the user's current token version."""
+    access = await authorize(lookup, claims)
+    if access is None:
+        raise Unauthorized("Invalid or expired access token.", error="invalid_token")
     return Principal(
-        user=user,
-        tenant=TenantContext(context.tenant_id, context.tenant_kind, context.role, context.tier),
+        user=AuthenticatedUser(access.user_id, access.email, access.is_admin),
+        tenant=TenantContext(access.tenant_id, access.tenant_kind, access.role, access.tier),
     )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_current_user(principal: CurrentPrincipal) -> User:
+def get_current_user(principal: CurrentPrincipal) -> AuthenticatedUser:
     return principal.user
 
 
@@ -90,12 +96,14 @@ def get_current_tenant(principal: CurrentPrincipal) -> TenantContext:
     return principal.tenant
 
 
-def require_admin(user: Annotated[User, Depends(get_current_user)]) -> User:
+def require_admin(
+    user: Annotated[AuthenticatedUser, Depends(get_current_user)],
+) -> AuthenticatedUser:
     if not user.is_admin:
         raise Forbidden("Administrators only.", error="admin_required")
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[AuthenticatedUser, Depends(get_current_user)]
 CurrentTenant = Annotated[TenantContext, Depends(get_current_tenant)]
-AdminUser = Annotated[User, Depends(require_admin)]
+AdminUser = Annotated[AuthenticatedUser, Depends(require_admin)]

@@ -15,6 +15,15 @@ class UserRepository(Repository[User]):
     async def get_by_email(self, email: str) -> User | None:
         return await self.get_one_or_none(select(User).where(User.email == email))
 
+    async def bump_token_version(self, user_id: uuid.UUID) -> None:
+        """End every access token the user holds (they carry the old version)."""
+        await self.session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(token_version=User.token_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
 
 class RefreshTokenRepository(Repository[RefreshToken]):
     model = RefreshToken

@@ -13,7 +13,7 @@ import anyio
 import bcrypt
 from jose import JWTError, jwt
 
-from app.config import Settings
+from app.config import PLACEHOLDER_SECRETS, Settings
 
 TokenType = Literal["access", "refresh", "demo"]
 BCRYPT_MAX_BYTES = 72
@@ -71,6 +71,10 @@ class TokenCodec:
     """Encodes and decodes our JWTs. Only the configured HMAC algorithm is accepted."""
 
     def __init__(self, settings: Settings) -> None:
+        # Settings replace placeholders with generated secrets (or refuse them in
+        # production); this guards against a secret slipped in some other way.
+        if settings.JWT_SECRET in PLACEHOLDER_SECRETS:
+            raise ValueError("refusing to sign tokens with a published JWT_SECRET")
         self._secret = settings.JWT_SECRET
         self._algorithm = settings.JWT_ALGORITHM
         self.access_ttl = timedelta(minutes=settings.JWT_ACCESS_TOKEN_EXPIRE_MINUTES)

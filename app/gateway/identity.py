@@ -14,33 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 
+from app.auth.access import AccessLookup, AccessSource, authorize
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
 from app.db import Database
 from app.gateway.client_ip import Network, client_ip
-from app.models import BillingTier, DemoSession, DemoSessionStatus, Membership, Subscription
+from app.models import DemoSession, DemoSessionStatus
 from app.work import Identity, IdentityKind
 
 COOKIE_NAME = "demo_session_id"
 DEMO_HEADER = b"x-demo-session-id"
 _VISITOR_ID = re.compile(r"^[0-9a-f]{32,64}$")
-
-
-_TIER_AND_SEATS = select(
-    Subscription.tier,
-    select(func.count())
-    .select_from(Membership)
-    .where(Membership.tenant_id == bindparam("tenant_id"))
-    .scalar_subquery(),
-).where(Subscription.tenant_id == bindparam("tenant_id"))
 
 _ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
     DemoSession.id == bindparam("session_id"),
@@ -95,12 +86,19 @@ def fingerprint(headers: dict[bytes, bytes], ip: str, salt: str) -> str:
 
 class IdentityResolver:
     def __init__(
-        self, settings: Settings, codec: TokenCodec, db: Database, trusted: tuple[Network, ...]
+        self,
+        settings: Settings,
+        codec: TokenCodec,
+        db: Database,
+        trusted: tuple[Network, ...],
+        *,
+        access: AccessSource | None = None,
     ) -> None:
         self.settings = settings
         self.codec = codec
         self.db = db
         self.trusted = trusted
+        self.access = access if access is not None else AccessLookup(db)
 
     async def resolve(self, scope: dict[str, Any]) -> Identity:
         headers = _headers(scope)
@@ -136,20 +134,20 @@ class IdentityResolver:
             claims = self.codec.decode(token, "access")
         except InvalidToken:
             return await self._from_demo_token(token, ip)
-        try:
-            user_id = uuid.UUID(claims["sub"])
-            tenant_id = uuid.UUID(claims["tid"])
-        except (KeyError, ValueError):
+        # A signature is not enough: the user must still exist, be active, belong to the
+        # tenant and hold the token's version. If not, the caller's credentials are
+        # invalid (401 / 1008): neither the user nor a fresh anonymous quota.
+        access = await authorize(self.access, claims)
+        if access is None:
             return None
-        tier, seats = await self._tier_and_seats(tenant_id)
         return Identity(
             IdentityKind.USER,
-            f"user:{user_id}",
+            f"user:{access.user_id}",
             ip,
-            tier=tier,
-            seats=seats,
-            user_id=user_id,
-            tenant_id=tenant_id,
+            tier=access.tier,
+            seats=access.seats,
+            user_id=access.user_id,
+            tenant_id=access.tenant_id,
         )
 
     async def _from_demo_token(self, token: str, ip: str) -> Identity | None:
@@ -175,17 +173,6 @@ class IdentityResolver:
             tenant_id=tenant_id,
             demo_session_id=session_id,
         )
-
-    async def _tier_and_seats(self, tenant_id: uuid.UUID) -> tuple[BillingTier, int]:
-        """The tenant's live tier (and members, for per-seat limits), in one round trip.
-
-        A plain connection, not an ORM session: this runs on every signed-in request.
-        """
-        async with self.db.engine.connect() as connection:
-            row = (await connection.execute(_TIER_AND_SEATS, {"tenant_id": tenant_id})).first()
-        if row is None:
-            return BillingTier.FREE, 1
-        return BillingTier(row[0]), max(1, int(row[1]))
 
 
 def set_cookie_header(value: str, *, secure: bool, max_age_days: int) -> tuple[bytes, bytes]:

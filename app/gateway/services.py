@@ -37,7 +37,11 @@ async def gateway_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[No
         settings=settings,
         tiers=tiers,
         identities=IdentityResolver(
-            settings, app.state.token_codec, app.state.db, app.state.trusted_proxies
+            settings,
+            app.state.token_codec,
+            app.state.db,
+            app.state.trusted_proxies,
+            access=app.state.access_lookup,
         ),
         window=MovingWindow(app.state.limiter_storage),
         quotas=QuotaService(app.state.db, settings, tiers, credits),

@@ -14,6 +14,7 @@ from app.models import (
     SubscriptionStatus,
     Tenant,
     TenantKind,
+    User,
 )
 
 
@@ -73,7 +74,11 @@ class TenantRepository(Repository[Tenant]):
         return tier or BillingTier.FREE
 
     async def seat_count(self, tenant_id: uuid.UUID) -> int:
+        """Seats are the active members (as in the gateway's per-seat limits)."""
         count = await self.session.scalar(
-            select(func.count()).select_from(Membership).where(Membership.tenant_id == tenant_id)
+            select(func.count())
+            .select_from(Membership)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.tenant_id == tenant_id, User.is_active.is_(True))
         )
         return int(count or 0)

@@ -375,7 +375,7 @@ async def test_members_see_but_do_not_manage_billing(
         )
         await session.commit()
     codec = app.state.token_codec
-    token = codec.encode("access", member_id, codec.access_ttl, tid=str(tenant_id)).token
+    token = codec.encode("access", member_id, codec.access_ttl, tid=str(tenant_id), ver=0).token
     headers = {"Authorization": f"Bearer {token}"}
 
     body = (await client.get("/api/v1/billing/subscription", headers=headers)).json()

@@ -26,7 +26,7 @@ from app.models import (
     User,
 )
 from tests.demo.conftest import ADMIN_EMAIL
-from tests.support.builders import register
+from tests.support.builders import register, register_admin
 from tests.support.demo import SESSIONS, expire_session, header, session_row, start_session
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -229,7 +229,7 @@ async def test_stats_are_for_admins_only(client):
 
 
 async def test_stats_count_sessions_by_status_and_length(client, app):
-    admin = await register(client, email=ADMIN_EMAIL)
+    admin = await register_admin(client, app, ADMIN_EMAIL)
     empty = (await client.get("/api/v1/demo/stats", headers=admin.headers)).json()
     assert empty["total"] == 0 and empty["average_length_seconds"] is None
 

@@ -20,7 +20,7 @@ from tests.marketplace.helpers import (
     revenue_events,
     user_id_of,
 )
-from tests.support.builders import Account, register
+from tests.support.builders import Account, register, register_admin
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -41,8 +41,8 @@ def test_split_is_70_30_and_loses_no_cent(amount: int) -> None:
 
 
 @pytest.fixture
-async def admin(client: httpx.AsyncClient) -> Account:
-    return await register(client, ADMIN_EMAIL)
+async def admin(client: httpx.AsyncClient, app: FastAPI) -> Account:
+    return await register_admin(client, app, ADMIN_EMAIL)
 
 
 async def publish(

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app.marketplace.checklist import run_checklist
 from app.models import BillingTier
 from tests.marketplace.helpers import account_on, manifest
-from tests.support.builders import Account, register, set_tier, tenant_id_of
+from tests.support.builders import Account, register, register_admin, set_tier, tenant_id_of
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -117,7 +117,7 @@ async def test_taken_ids_conflict(client: httpx.AsyncClient) -> None:
 
 
 async def test_review_flow(client: httpx.AsyncClient, app: FastAPI) -> None:
-    admin = await register(client, ADMIN_EMAIL)
+    admin = await register_admin(client, app, ADMIN_EMAIL)
     developer = await register(client)
     browser = await account_on(client, app, BillingTier.POWER)
     for plugin_id in ("review-me", "reject-me"):
@@ -203,9 +203,9 @@ async def account_on_power(
 
 
 async def test_concurrent_reviews_record_one_decision(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    admin = await register(client, ADMIN_EMAIL)
+    admin = await register_admin(client, app, ADMIN_EMAIL)
     developer = await register(client)
     await client.post("/api/v1/plugins", json=manifest("race-me"), headers=developer.headers)
     responses = await asyncio.gather(

@@ -15,7 +15,7 @@ from tests.marketplace.helpers import (
     user_id_of,
 )
 from tests.support.billing import WEBHOOK_SECRET, StripeStandIn
-from tests.support.builders import Account, register
+from tests.support.builders import Account, register, register_admin
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -48,8 +48,8 @@ async def publish(client: httpx.AsyncClient, admin: Account, plugin_id: str, pri
 
 
 @pytest.fixture
-async def admin(client: httpx.AsyncClient) -> Account:
-    return await register(client, ADMIN_EMAIL)
+async def admin(client: httpx.AsyncClient, app: FastAPI) -> Account:
+    return await register_admin(client, app, ADMIN_EMAIL)
 
 
 async def test_transfer_of_the_developer_share(

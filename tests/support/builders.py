@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import update
 
+from app.cli import promote_admin
 from app.models import BillingTier, Subscription
 
 _counter = itertools.count(1)
@@ -42,6 +43,15 @@ async def register(
     assert response.status_code == 201, response.text
     body = response.json()
     return Account(email, password, body["access_token"], body["refresh_token"])
+
+
+async def register_admin(
+    client: httpx.AsyncClient, app: FastAPI, email: str | None = None
+) -> Account:
+    """An admin made the one way there is: an operator's `adiuva promote-admin`."""
+    account = await register(client, email)
+    assert await promote_admin(app.state.settings, account.email)
+    return account
 
 
 async def tenant_id_of(client: httpx.AsyncClient, account: Account) -> uuid.UUID:
