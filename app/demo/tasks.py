@@ -13,7 +13,9 @@ from starlette.datastructures import State
 from app.config import Settings
 from app.db import Database
 from app.demo.cleanup import CleanupReport, cleanup_hooks, purge_ended_sessions
+from app.demo.limits import SessionCreationLimit
 from app.demo.templates import load_templates
+from app.kit.ratelimit import MovingWindow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,11 @@ def _report_exit(task: asyncio.Task[None]) -> None:
 async def demo_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     # A broken template file stops start-up here, not a visitor's request later.
     app.state.demo_templates = load_templates()
+    app.state.demo_session_limit = SessionCreationLimit(
+        MovingWindow(app.state.limiter_storage),
+        settings.DEMO_SESSIONS_PER_IP,
+        fail_open=settings.RATE_LIMIT_FAIL_OPEN,
+    )
     cleanup_hooks(app.state)
     task: asyncio.Task[None] | None = None
     if settings.DEMO_CLEANUP_INTERVAL_SECONDS > 0:
