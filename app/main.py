@@ -37,6 +37,7 @@ from app.gateway.services import gateway_lifespan
 from app.health.endpoints import router as health_router
 from app.kit.ratelimit import MovingWindow, build_storage
 from app.log import configure_logging
+from app.maintenance import maintenance_lifespan
 from app.marketplace.endpoints import router as marketplace_router
 from app.metrics import router as metrics_router
 from app.openapi import install_openapi
@@ -82,6 +83,7 @@ LIFESPAN_PARTS: list[LifespanPart] = [
     storage_lifespan,
     billing_lifespan,
     demo_lifespan,
+    maintenance_lifespan,
     chat_lifespan,
 ]
 
