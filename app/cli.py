@@ -1,4 +1,5 @@
-"""Operator commands: `adiuva serve`, `adiuva promote-admin EMAIL`, `adiuva demo-cleanup` (cron)."""
+"""Operator commands: `adiuva serve`, `adiuva promote-admin EMAIL`, and for cron
+`adiuva demo-cleanup` and `adiuva maintenance`."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "demo-cleanup", help="purge expired and ended demo sessions with everything they own"
     )
+    commands.add_parser(
+        "maintenance",
+        help="prune old quota counters and expired leases, sweep orphaned upload staging files",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
         # Imported here: the server pulls in the whole app, the other commands need little.
@@ -67,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             f"failed (kept for the next pass): {report.failed}"
         )
         return 1 if report.failed else 0
+    if args.command == "maintenance":
+        from app.maintenance import maintenance_once
+
+        done = asyncio.run(maintenance_once(settings))
+        print(
+            f"quota counters pruned: {done.counters_pruned}, expired leases deleted: "
+            f"{done.leases_deleted}, staging files swept: {done.staging_files_swept}"
+        )
+        return 0
     return 2
 
 

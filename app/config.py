@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     FINGERPRINT_SALT: str = ""  # empty: generated like JWT_SECRET
     DEMO_COOKIE_MAX_AGE_DAYS: int = 30
 
+    # --- request size caps (SPEC §12.6), enforced before a body is read whole ---
+    MAX_JSON_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)  # every non-upload route
+    MAX_WEBHOOK_BODY_BYTES: int = Field(default=512 * 1024, ge=1)  # the Stripe webhook
+    MAX_HEADER_BYTES: int = Field(default=32 * 1024, ge=1024)  # request line + headers; 431
+
     # --- tier quotas (bytes of cloud storage / backups; -1 = unlimited) ------------
     STORAGE_QUOTA_FREE_BYTES: int = 0
     STORAGE_QUOTA_PRO_BYTES: int = 5 * 1024**3
@@ -157,6 +162,13 @@ class Settings(BaseSettings):
     DEMO_SESSION_MINUTES: int = 30
     DEMO_SESSION_MAX_EXTENSIONS: int = 3
     DEMO_CLEANUP_INTERVAL_SECONDS: float = 300  # 0 turns the in-app task off (cron only)
+    DEMO_SESSIONS_PER_IP: str = "10/hour"  # session creation per client address
+    DEMO_WORKSPACE_MAX_ITEMS: int = 500  # records in one session's workspace (comments too)
+    DEMO_WORKSPACE_MAX_BYTES: int = 256 * 1024  # one session's workspace as JSON
+
+    # --- maintenance ----------------------------------------------------------------
+    MAINTENANCE_INTERVAL_SECONDS: float = 3600  # 0 turns the in-app task off (cron only)
+    STAGING_MAX_AGE_SECONDS: float = 3600  # an upload staging file older than this is orphaned
 
     # --- observability ------------------------------------------------------------
     METRICS_TOKEN: str = ""

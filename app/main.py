@@ -26,6 +26,7 @@ from app.db import Database
 from app.demo.endpoints import router as demo_router
 from app.demo.tasks import demo_lifespan
 from app.errors import install_error_handlers
+from app.gateway.body_limit import BodyLimitMiddleware
 from app.gateway.client_ip import parse_trusted_proxies
 from app.gateway.policy import RoutePolicies
 from app.gateway.quota_gate import QuotaGateMiddleware
@@ -37,6 +38,7 @@ from app.gateway.services import gateway_lifespan
 from app.health.endpoints import router as health_router
 from app.kit.ratelimit import MovingWindow, build_storage
 from app.log import configure_logging
+from app.maintenance import maintenance_lifespan
 from app.marketplace.endpoints import router as marketplace_router
 from app.metrics import router as metrics_router
 from app.openapi import install_openapi
@@ -84,6 +86,7 @@ LIFESPAN_PARTS: list[LifespanPart] = [
     storage_lifespan,
     billing_lifespan,
     demo_lifespan,
+    maintenance_lifespan,
     chat_lifespan,
 ]
 
@@ -135,10 +138,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
 
     # Starlette wraps in reverse order of registration: the last added is outermost.
-    # request id/logging → CORS → tier rate limit → demo/quota gate → sanitizer → router
+    # request id/logging → CORS → size caps → tier rate limit → demo/quota gate → sanitizer
+    # → router
     app.add_middleware(SanitizerMiddleware, policies=policies)
     app.add_middleware(QuotaGateMiddleware, policies=policies)
     app.add_middleware(TierRateLimitMiddleware, policies=policies)
+    # Before anything reads a body or looks a caller up; inside CORS so that a browser
+    # client can read the 413/431, inside the request context so it carries a request id.
+    app.add_middleware(BodyLimitMiddleware, policies=policies, settings=settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.CORS_ORIGINS,

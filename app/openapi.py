@@ -2,8 +2,9 @@
 
 Routes declare their own outcomes; the gateway adds more that no route sees:
 429/503 from the rate limiter and the quota gate, 403 `demo_restriction`,
-400 for an unreadable body, and the `X-Request-ID` / `RateLimit-*` headers. A
-client generated from the document (the desktop app's) must know them all.
+400 for an unreadable body, 413/431 from the size caps, and the `X-Request-ID`
+/ `RateLimit-*` headers. A client generated from the document (the desktop
+app's) must know them all.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _complete(path: str, method: str, operation: dict[str, Any], exempt: set[str
     if "requestBody" in operation:
         responses.setdefault("400", _error(400, "The body could not be read"))
         responses.setdefault("422", _error(422, ERROR_RESPONSES[422]["description"]))
+        responses.setdefault("413", _error(413, "The body is over the route's size cap"))
+    responses.setdefault("431", _error(431, "The request headers are over the size cap"))
     if limited:
         responses.setdefault("429", _error(429, "Rate limit or daily quota exceeded", RETRY_AFTER))
         responses.setdefault(

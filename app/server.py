@@ -16,20 +16,31 @@ then runs the lifespan shutdown. `GracefulServer` puts one step in front:
 
 `gunicorn 'app.main:create_app()' --worker-class app.server.UvicornWorker`
 uses it under gunicorn (the Dockerfile does); `adiuva serve` runs one process.
+
+Both also bound what the server buffers before the app sees a request:
+httptools keeps a request's headers whole however long they are, so
+`HeaderCappedHttpToolsProtocol` answers 431 and closes once a request's head
+passes `MAX_HEADER_BYTES`; h11's incomplete-event buffer gets the same bound
+(h11 answers 400 past it); a WebSocket message is at most `MAX_JSON_BODY_BYTES`.
+The app's own middleware (app/gateway/body_limit.py) applies the exact caps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import sys
+import uuid
 from typing import Any
 
 import uvicorn
 from gunicorn.arbiter import Arbiter
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
+from app.config import Settings
 from app.shutdown import LIFESPAN_STATE_KEY, GracefulShutdown
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,80 @@ DEFAULT_DRAIN_SECONDS = 10.0
 CLEANUP_SECONDS = 5.0
 # The worker must be done before gunicorn's arbiter kills it at --graceful-timeout.
 ARBITER_MARGIN_SECONDS = 5 + int(CLEANUP_SECONDS)
+
+
+class HeaderCappedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request head over `max_header_bytes` with 431.
+
+    httptools gathers each header and the URL whole before handing them over, with
+    no bound of its own; this counts the bytes that arrive while a request's head is
+    still incomplete, so at most the cap and one socket read are ever held.
+    """
+
+    max_header_bytes = 32 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if (
+            self._in_head
+            and self._head_bytes > self.max_header_bytes
+            and not self.transport.is_closing()
+        ):
+            self._send_431()
+
+    def _send_431(self) -> None:
+        request_id = uuid.uuid4().hex
+        log.warning(
+            "request head over %d bytes refused", self.max_header_bytes, extra={"status": 431}
+        )
+        body = json.dumps(
+            {
+                "error": "request_headers_too_large",
+                "message": f"The request headers are larger than the {self.max_header_bytes} "
+                "bytes allowed.",
+                "request_id": request_id,
+            }
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"x-request-id: " + request_id.encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self.transport.close()
+
+
+def server_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn.Config options bounding what the server buffers for one request."""
+    protocol = type(
+        "HeaderCappedHttpToolsProtocol",
+        (HeaderCappedHttpToolsProtocol,),
+        {"max_header_bytes": settings.MAX_HEADER_BYTES},
+    )
+    return {
+        "http": protocol,
+        "h11_max_incomplete_event_size": settings.MAX_HEADER_BYTES,
+        # A chat frame is JSON: the same cap as a JSON body (the app refuses
+        # frames over WS_MAX_FRAME_BYTES itself, with a proper close reason).
+        "ws_max_size": max(settings.MAX_JSON_BODY_BYTES, settings.WS_MAX_FRAME_BYTES),
+    }
 
 
 class GracefulServer(uvicorn.Server):
@@ -93,6 +178,8 @@ class UvicornWorker(BaseUvicornWorker):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Read by the base class when it builds the uvicorn.Config.
+        self.CONFIG_KWARGS = {**BaseUvicornWorker.CONFIG_KWARGS, **server_limits(Settings())}
         super().__init__(*args, **kwargs)
         self.config.timeout_graceful_shutdown = max(
             1, int(self.cfg.graceful_timeout) - ARBITER_MARGIN_SECONDS
@@ -118,5 +205,6 @@ def serve(host: str, port: int, *, graceful_timeout: int = 25, log_level: str = 
         proxy_headers=False,
         timeout_graceful_shutdown=graceful_timeout,
         log_level=log_level,
+        **server_limits(Settings()),
     )
     GracefulServer(config).run()

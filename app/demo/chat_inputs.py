@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from app.chat.schemas import ChatContext
 from app.db import Database
 from app.demo.repository import DemoExampleRepository, DemoSessionRepository
+from app.demo.session_ref import session_ref
 from app.errors import ServiceUnavailable
 from app.kit.sql import STORE_ERRORS
 
@@ -68,7 +69,10 @@ async def session_context(db: Database, session_id: str) -> ChatContext | None:
     except ValidationError:
         # Only our own validated workspace is stored here; a mismatch with the chat
         # limits is a bug to see in the logs, not the visitor's problem.
-        log.exception("demo workspace does not fit the chat context", extra={"session": session_id})
+        log.exception(
+            "demo workspace does not fit the chat context",
+            extra={"session": session_ref(session_id)},
+        )
         return None
 
 

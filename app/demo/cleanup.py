@@ -31,6 +31,7 @@ from starlette.datastructures import State
 
 from app.db import Database
 from app.demo.repository import DemoSessionRepository, EndedDemoSession
+from app.demo.session_ref import session_ref
 from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ async def _run_hooks(hooks: Sequence[CleanupHook], ended: EndedDemoSession) -> b
             log.exception(
                 "demo cleanup hook failed",
                 extra={
-                    "session_id": ended.session_id,
+                    "session": session_ref(ended.session_id),
                     "hook": getattr(hook, "__qualname__", type(hook).__name__),
                 },
             )

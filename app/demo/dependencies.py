@@ -24,10 +24,11 @@ from app.auth.dependencies import TokenCodecDep
 from app.auth.security import InvalidToken, TokenCodec
 from app.db import SessionDep
 from app.demo.examples import DemoExampleService
+from app.demo.limits import SessionCreationLimit
 from app.demo.service import DemoService, ensure_live
 from app.demo.templates import TemplateCatalog
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.kit.deps import SettingsDep, TiersDep
+from app.kit.deps import ClientIPDep, SettingsDep, TiersDep
 from app.models import DemoSession
 
 SESSION_HEADER = "X-Demo-Session-Id"
@@ -62,6 +63,15 @@ def get_demo_service(
 
 
 DemoServiceDep = Annotated[DemoService, Depends(get_demo_service)]
+
+
+async def limit_session_creation(request: Request, ip: ClientIPDep) -> None:
+    """429 `demo_session_limit` once this address started `DEMO_SESSIONS_PER_IP` sessions."""
+    limit: SessionCreationLimit = request.app.state.demo_session_limit
+    await limit.check(ip)
+
+
+SessionCreationAllowed = Depends(limit_session_creation)
 
 
 def get_example_service(

@@ -8,6 +8,7 @@ from app.demo.dependencies import (
     DemoServiceDep,
     ExampleServiceDep,
     PathDemoSession,
+    SessionCreationAllowed,
 )
 from app.demo.schemas import (
     CreateDemoSession,
@@ -39,7 +40,8 @@ async def list_accounts(service: DemoServiceDep) -> DemoAccounts:
     "/sessions",
     status_code=status.HTTP_201_CREATED,
     response_model=DemoSessionCreated,
-    responses=error_responses(422),
+    responses=error_responses(422, 429),
+    dependencies=[SessionCreationAllowed],
 )
 async def create_session(body: CreateDemoSession, service: DemoServiceDep) -> DemoSessionCreated:
     """Start a demo session: a fresh virtual tenant with its own copy of the template."""
@@ -97,7 +99,7 @@ async def get_workspace(row: PathDemoSession, service: DemoServiceDep) -> Worksp
 @router.post(
     "/sessions/{session_id}/workspace/actions",
     response_model=Workspace,
-    responses=error_responses(401, 403, 404, 410, 422),
+    responses=error_responses(401, 403, 404, 409, 410, 422),
 )
 async def apply_workspace_actions(
     body: WorkspaceActions, row: PathDemoSession, service: DemoServiceDep

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.security import TokenCodec
 from app.config import Settings
+from app.demo.limits import check_workspace_size
 from app.demo.repository import DemoSessionRepository
 from app.demo.schemas import (
     DemoAccount,
@@ -22,6 +23,7 @@ from app.demo.schemas import (
     DemoStats,
     SampleProject,
 )
+from app.demo.session_ref import session_ref
 from app.demo.templates import TemplateCatalog, WorkspaceTemplate
 from app.demo.workspace import (
     ActionError,
@@ -156,7 +158,11 @@ class DemoService:
         )
         log.info(
             "demo session created",
-            extra={"session_id": row.id, "tenant_id": str(tenant.id), "account": account_type},
+            extra={
+                "session": session_ref(row.id),
+                "tenant_id": str(tenant.id),
+                "account": account_type,
+            },
         )
         return DemoSessionCreated(
             session_id=row.id,
@@ -234,7 +240,7 @@ class DemoService:
         if not await self.sessions.end(row.id, utcnow()):
             ensure_live(await self._reload(row.id))
             raise Gone("This demo session was ended.", error="session_ended")
-        log.info("demo session ended", extra={"session_id": row.id})
+        log.info("demo session ended", extra={"session": session_ref(row.id)})
 
     def workspace(self, row: DemoSession) -> Workspace:
         return Workspace.model_validate(row.workspace)
@@ -249,6 +255,12 @@ class DemoService:
             if exc.status == 404:
                 raise NotFound(str(exc), error="record_not_found") from exc
             raise Unprocessable(str(exc), error="invalid_action") from exc
+        check_workspace_size(
+            row.workspace,
+            updated,
+            max_items=self.settings.DEMO_WORKSPACE_MAX_ITEMS,
+            max_bytes=self.settings.DEMO_WORKSPACE_MAX_BYTES,
+        )
         await self.sessions.set_workspace(row.id, updated)
         return Workspace.model_validate(updated)
 

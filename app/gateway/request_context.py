@@ -14,6 +14,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.demo.session_ref import redact_session_path
 from app.errors import error_response
 from app.log import reset_request_id, set_request_id
 from app.metrics import ACTIVE_STREAMS, LATENCY, REQUESTS
@@ -77,7 +78,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled error", extra={"path": scope.get("path")})
+            log.exception("unhandled error", extra={"path": redact_session_path(scope["path"])})
             if scope["type"] == "http" and status["code"] is None:
                 response = error_response(
                     500, "internal_error", "An unexpected error occurred. It has been logged."
@@ -97,7 +98,8 @@ class RequestContextMiddleware:
                 "request",
                 extra={
                     "method": scope.get("method", "WS"),
-                    "path": scope.get("path"),
+                    # A demo session's id in the path is its credential: logged as a hash.
+                    "path": redact_session_path(scope["path"]),
                     "status": status["code"],
                     "duration_ms": round(elapsed * 1000, 2),
                 },

@@ -155,6 +155,13 @@ class LeaseRepository:
         )
         return (result.rowcount or 0) == 1
 
+    async def delete_expired(self, now: datetime) -> int:
+        """Remove lapsed leases (their slots are free either way); how many went."""
+        result = await self.session.execute(
+            delete(ConcurrencyLease).where(ConcurrencyLease.expires_at <= now)
+        )
+        return result.rowcount or 0
+
     async def in_use(self, scope: str, now: datetime) -> int:
         value = await self.session.scalar(
             select(func.count())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import time
@@ -65,6 +66,9 @@ async def spool_body(
     size = 0
     pending = bytearray()
     handle = await anyio.to_thread.run_sync(path.open, "wb")
+    # Held while the body streams in, so the staging sweep never takes a slow upload
+    # for an orphan (the lock goes with the process if it crashes).
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         async for chunk in chunks:
             size += len(chunk)
@@ -91,16 +95,27 @@ async def spool_body(
     return SpooledBody(path, size, digest.hexdigest())
 
 
+def _in_use(path: Path) -> bool:
+    """Whether an upload (in any process) is still writing this staging file."""
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
 def sweep_staging(staging_dir: Path, older_than_seconds: float = 24 * 3600) -> int:
     """Remove staging files a crashed process left behind; returns how many.
 
-    Only old files go: other workers sharing the directory may be mid-upload.
+    Only old files go, and none an upload still holds: other workers sharing the
+    directory may be mid-upload, and a file just spooled waits a moment for the store.
     """
     cutoff = time.time() - older_than_seconds
     removed = 0
     for path in staging_dir.glob("upload-*.part"):
         try:
-            if path.stat().st_mtime < cutoff:
+            if path.stat().st_mtime < cutoff and not _in_use(path):
                 path.unlink()
                 removed += 1
         except FileNotFoundError:

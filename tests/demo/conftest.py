@@ -20,5 +20,7 @@ def settings_overrides(extra_settings: dict[str, object]) -> dict[str, object]:
         "ADMIN_EMAILS": ADMIN_EMAIL,
         # The in-app cleanup task is tested on its own; elsewhere it must not race the test.
         "DEMO_CLEANUP_INTERVAL_SECONDS": 0,
+        # Every test client comes from one address; the per-address cap has its own tests.
+        "DEMO_SESSIONS_PER_IP": "1000/hour",
         **extra_settings,
     }
