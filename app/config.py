@@ -128,6 +128,24 @@ class Settings(BaseSettings):
     LLM_API_BASE: str = ""
     LLM_API_KEY: str = ""
     LLM_TIMEOUT_SECONDS: float = 60.0
+    # Providers a caller's own key (X-LLM-API-KEY) may name: hosted ones by default.
+    BYOK_PROVIDERS: CommaList = [
+        "openai",
+        "anthropic",
+        "gemini",
+        "mistral",
+        "groq",
+        "deepseek",
+        "xai",
+        "together_ai",
+        "fireworks_ai",
+        "perplexity",
+        "cerebras",
+        "openrouter",
+    ]
+    # JSON {"provider": "base URL"}: where BYOK calls of that provider go (e.g. a proxy).
+    # Unlisted: the provider's own endpoint; never LLM_API_BASE.
+    BYOK_API_BASES: dict[str, str] = {}
     WS_PING_INTERVAL_SECONDS: float = 30.0
     WS_MAX_FRAME_BYTES: int = 64 * 1024
     WS_FIRST_FRAME_TIMEOUT_SECONDS: float = 10.0
@@ -173,9 +191,9 @@ class Settings(BaseSettings):
     # --- observability ------------------------------------------------------------
     METRICS_TOKEN: str = ""
 
-    _split = field_validator("CORS_ORIGINS", "TRUSTED_PROXIES", "ADMIN_EMAILS", mode="before")(
-        _split_commas
-    )
+    _split = field_validator(
+        "CORS_ORIGINS", "TRUSTED_PROXIES", "ADMIN_EMAILS", "BYOK_PROVIDERS", mode="before"
+    )(_split_commas)
 
     @field_validator("ADMIN_EMAILS")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
@@ -27,7 +27,9 @@ from app.demo.endpoints import router as demo_router
 from app.demo.tasks import demo_lifespan
 from app.errors import install_error_handlers
 from app.gateway.body_limit import BodyLimitMiddleware
+from app.gateway.byok import BYOKGuardMiddleware, BYOKPolicy
 from app.gateway.client_ip import parse_trusted_proxies
+from app.gateway.input_guard import InputGuardMiddleware, check_json_body
 from app.gateway.policy import RoutePolicies
 from app.gateway.quota_gate import QuotaGateMiddleware
 from app.gateway.rate_limit import TierRateLimitMiddleware
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None if settings.is_prod else "/docs",
         redoc_url=None if settings.is_prod else "/redoc",
         openapi_url=None if settings.is_prod else "/openapi.json",
+        dependencies=[Depends(check_json_body)],
     )
     # Available before the lifespan runs (middleware reads them per request).
     app.state.settings = settings
@@ -138,11 +141,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
 
     # Starlette wraps in reverse order of registration: the last added is outermost.
-    # request id/logging → CORS → size caps → tier rate limit → demo/quota gate → sanitizer
-    # → router
+    # request id/logging → CORS → size caps → input guard → BYOK guard → tier rate limit
+    # → demo/quota gate → sanitizer → router
     app.add_middleware(SanitizerMiddleware, policies=policies)
     app.add_middleware(QuotaGateMiddleware, policies=policies)
     app.add_middleware(TierRateLimitMiddleware, policies=policies)
+    app.add_middleware(BYOKGuardMiddleware, policy=BYOKPolicy.from_settings(settings))
+    app.add_middleware(InputGuardMiddleware)
     # Before anything reads a body or looks a caller up; inside CORS so that a browser
     # client can read the 413/431, inside the request context so it carries a request id.
     app.add_middleware(BodyLimitMiddleware, policies=policies, settings=settings)

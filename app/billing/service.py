@@ -18,6 +18,7 @@ from app.billing.stripe_client import InvalidWebhook, StripeGateway, WebhookNotC
 from app.billing.tiers import TierTable
 from app.config import Settings
 from app.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable
+from app.gateway.input_guard import find_bad_json
 from app.models import BillingTier, MembershipRole, SubscriptionStatus
 from app.tenants.repository import TenantRepository
 
@@ -38,6 +39,9 @@ STRIPE_STATUSES = {
 
 EventHandler = Callable[[dict[str, Any], int], Awaitable[None]]
 
+# The columns that hold Stripe ids are this long; Stripe's own ids are far shorter.
+MAX_STRIPE_ID_LENGTH = 255
+
 
 def price_ids(settings: Settings) -> dict[BillingTier, str]:
     return {
@@ -47,11 +51,19 @@ def price_ids(settings: Settings) -> dict[BillingTier, str]:
     }
 
 
+def _invalid_webhook(reason: str) -> BadRequest:
+    return BadRequest(f"Invalid Stripe webhook: {reason}.", error="invalid_webhook")
+
+
 def _stripe_id(value: Any) -> str | None:
     """An id field that Stripe sends either as a string or as an expanded object."""
     if isinstance(value, dict):
         value = value.get("id")
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) > MAX_STRIPE_ID_LENGTH:
+        raise _invalid_webhook(f"an id is longer than {MAX_STRIPE_ID_LENGTH} characters")
+    return value
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -70,8 +82,23 @@ def _tier(value: Any) -> BillingTier | None:
 
 def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise _invalid_webhook("a timestamp is out of range") from exc
     return None
+
+
+def _created(event: dict[str, Any]) -> int:
+    """The event's `created`, never later than now.
+
+    Every change applies only over older ones: an event from the future would make
+    every real event after it look stale and freeze the subscription for good.
+    """
+    created = event.get("created")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        return 0
+    return min(created, int(time.time()))
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -202,10 +229,14 @@ class BillingService:
                 error="webhook_not_configured",
             ) from exc
         except InvalidWebhook as exc:
-            raise BadRequest(f"Invalid Stripe webhook: {exc}.", error="invalid_webhook") from exc
+            raise _invalid_webhook(str(exc)) from exc
+        if find_bad_json(event) is not None:
+            # No column can hold it (NUL, lone surrogates), and no real event has it.
+            raise _invalid_webhook("NUL characters, unpaired surrogates or too deep nesting")
+        if len(event["id"]) > MAX_STRIPE_ID_LENGTH:
+            raise _invalid_webhook(f"an id is longer than {MAX_STRIPE_ID_LENGTH} characters")
 
-        created = event.get("created")
-        created = created if isinstance(created, int) and not isinstance(created, bool) else 0
+        created = _created(event)
         # Claimed in the same transaction as the effect: a crash between them
         # rolls back both, and Stripe's retry finds the id unclaimed.
         claimed = await ProcessedEventRepository(self.session).claim(

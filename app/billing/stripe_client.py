@@ -8,6 +8,7 @@ is synchronous, so every call runs in a worker thread.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +33,15 @@ class WebhookNotConfigured(Exception):
 
 class InvalidWebhook(Exception):
     pass
+
+
+def _signed_at(signature: str) -> int:
+    """The `t=` of a `Stripe-Signature` header that Stripe's library has verified."""
+    for item in signature.split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t":
+            return int(value)
+    raise InvalidWebhook("signature has no timestamp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +94,12 @@ class StripeGateway:
             )
         except stripe.SignatureVerificationError as exc:
             raise InvalidWebhook("signature verification failed") from exc
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidWebhook("payload is not valid JSON") from exc
+        # Stripe's check only refuses old signatures; one from the future is as suspect
+        # (a replay prepared in advance, or a sender's clock far off).
+        if _signed_at(signature) > time.time() + self._settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS:
+            raise InvalidWebhook("signature timestamp is in the future")
         data = event.to_dict()
         if not isinstance(data.get("id"), str) or not isinstance(data.get("type"), str):
             raise InvalidWebhook("payload is not a Stripe event")

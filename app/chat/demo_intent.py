@@ -103,6 +103,14 @@ def classify(message: str) -> list[str]:
 
 
 def parse_date(text: str, today: dt.date) -> dt.date | None:
+    try:
+        return _parse_date(text, today)
+    except OverflowError:
+        # A relative date past year 9999: no date at all rather than a wrong one.
+        return None
+
+
+def _parse_date(text: str, today: dt.date) -> dt.date | None:
     match = _DATE_PHRASE.search(text)
     if not match:
         return None

@@ -28,19 +28,10 @@ from langchain_litellm import ChatLiteLLM
 from app.chat.demo_model import DEMO_MODEL, DemoChatModel
 from app.chat.errors import UpstreamError, UpstreamTimeout
 from app.config import Settings
+from app.gateway.byok import BYOKPolicy, LLMKey
 from app.gateway.work import CreditMeter, LLMGrant, UnitOfWork
 
 log = logging.getLogger(__name__)
-
-# A BYOK key for another provider than the configured model's cannot call that
-# model; the request then uses this provider's default model instead.
-BYOK_DEFAULT_MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "anthropic/claude-3-5-haiku-latest",
-    "gemini": "gemini/gemini-1.5-flash",
-    "groq": "groq/llama-3.1-8b-instant",
-    "mistral": "mistral/mistral-small-latest",
-}
 
 
 def _provider_of(model: str) -> str | None:
@@ -59,13 +50,15 @@ def build_chat_model(
     api_base = settings.LLM_API_BASE or None
     api_key = settings.LLM_API_KEY or None
     if grant is not None and grant.byok:
-        api_key = grant.api_key
-        configured = _provider_of(model)
-        if grant.provider and configured and grant.provider != configured:
-            model = BYOK_DEFAULT_MODELS.get(
-                grant.provider, f"{grant.provider}/{model.split('/')[-1]}"
-            )
-            api_base = None
+        # The caller's key chooses a key, never a destination: the provider's own
+        # endpoint or the operator's base for it, never LLM_API_BASE.
+        policy = BYOKPolicy.from_settings(settings)
+        key = policy.check(LLMKey(grant.provider or "", grant.api_key or ""))
+        api_key = key.key
+        if _provider_of(model) != key.provider:
+            # A key for another provider than the configured model's cannot call it.
+            model = policy.default_model(key.provider, model)
+        api_base = policy.api_base(key.provider)
     return ChatLiteLLM(
         model=model,
         temperature=0,

@@ -12,6 +12,10 @@ ActionType = Literal[
     "create_record", "update_record", "delete_record", "index_document", "send_notification"
 ]
 MAX_CONTEXT_ITEMS = 2000
+# A client's "today": wide enough for any real clock, far enough from year 9999 that
+# relative dates ("in 999 weeks", "end of next month") stay valid dates.
+EARLIEST_TODAY = dt.date(1970, 1, 1)
+LATEST_TODAY = dt.date(2999, 12, 31)
 
 
 class _Item(BaseModel):
@@ -59,7 +63,10 @@ class ChatContext(BaseModel):
     """The client's local data for this request; nothing of it is stored."""
 
     today: dt.date | None = Field(
-        default=None, description="The client's local date; relative dates resolve from it."
+        default=None,
+        ge=EARLIEST_TODAY,
+        le=LATEST_TODAY,
+        description="The client's local date; relative dates resolve from it.",
     )
     tasks: list[TaskItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)
     projects: list[ProjectItem] = Field(default_factory=list, max_length=MAX_CONTEXT_ITEMS)

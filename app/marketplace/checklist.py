@@ -23,21 +23,29 @@ ALLOWED_PERMISSIONS = frozenset(f"{a}:{s}" for a in PERMISSION_ACTIONS for s in 
 RESERVED_IDS = frozenset({"earnings"})
 
 MAX_MANIFEST_BYTES = 64 * 1024
+# Levels of objects and lists below the manifest itself.
+MAX_MANIFEST_DEPTH = 16
 MAX_PRICE_CENTS = 100_000_00
 # A long run of base64 alphabet is an embedded file, not a description.
 BLOB_MIN_LENGTH = 256
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+def _walk(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value and key of a JSON document with its depth; iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        yield item, depth
+        if isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((str(key), depth + 1))
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _depth(value: Any) -> int:
+    return max(depth for _, depth in _walk(value))
 
 
 def _looks_binary(text: str) -> bool:
@@ -104,7 +112,12 @@ def run_checklist(manifest: dict[str, Any]) -> list[ChecklistFailure]:
                 f"allowed are {', '.join(sorted(ALLOWED_PERMISSIONS))}.",
             )
 
-    if any(_looks_binary(text) for text in _strings(manifest)):
+    if _depth(manifest) > MAX_MANIFEST_DEPTH:
+        # Too deep to measure or store safely: the rules below would recurse through it.
+        fail("manifest_depth", f"the manifest may nest at most {MAX_MANIFEST_DEPTH} levels.")
+        return failures
+
+    if any(isinstance(text, str) and _looks_binary(text) for text, _ in _walk(manifest)):
         fail("no_binary_blobs", "the manifest must not embed binary data (base64, data: URIs).")
 
     size = len(json.dumps(manifest, ensure_ascii=False).encode())

@@ -47,7 +47,9 @@ from app.models.base import utcnow
 log = logging.getLogger(__name__)
 
 DEVELOPER_SHARE_PERCENT = 70
-PERIOD_PATTERN = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+PERIOD_PATTERN = re.compile(r"(\d{4})(?:-(\d{2}))?", re.ASCII)
+# Earnings exist from the epoch on; the bound keeps every period's end a valid date.
+EARNINGS_YEARS = range(1970, 3000)
 
 
 class ChecklistFailed(Exception):
@@ -69,15 +71,19 @@ def parse_period(period: str | None, now: datetime | None = None) -> tuple[str, 
     if period is None:
         now = now or utcnow()
         period = f"{now.year:04d}-{now.month:02d}"
-    match = PERIOD_PATTERN.match(period)
-    if match is None:
-        raise Unprocessable("period must be YYYY-MM or YYYY.", error="invalid_period")
+    match = PERIOD_PATTERN.fullmatch(period)
+    invalid = Unprocessable(
+        f"period must be YYYY-MM or YYYY, a year from {EARNINGS_YEARS[0]} to {EARNINGS_YEARS[-1]}.",
+        error="invalid_period",
+    )
+    if match is None or int(match.group(1)) not in EARNINGS_YEARS:
+        raise invalid
     year = int(match.group(1))
     if match.group(2) is None:
         return period, datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
     month = int(match.group(2))
-    if not 1 <= month <= 12 or year < 1970:
-        raise Unprocessable("period must be YYYY-MM or YYYY.", error="invalid_period")
+    if not 1 <= month <= 12:
+        raise invalid
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return period, start, end

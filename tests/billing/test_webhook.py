@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -396,3 +397,100 @@ async def test_canceling_nothing_is_a_no_op(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json()["tier"] == "free"
     assert response.json()["status"] == "active"
+
+
+# --- values no real event carries ----------------------------------------------------------
+async def test_signature_from_the_future_is_refused(
+    client: httpx.AsyncClient, app: FastAPI, settings
+) -> None:
+    account = await register(client)
+    profile = (await me(client, account)).json()
+    payload = checkout_completed(uuid.UUID(profile["tenant_id"]), profile["id"], "power")
+    year_ahead = int(time.time()) + 365 * 86400
+    response = await post_webhook(client, payload, sign(payload, timestamp=year_ahead))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_webhook"
+    assert (await me(client, account)).json()["tier"] == "free"
+    assert await processed_count(app) == 0
+    # A sender's clock a little ahead is within the tolerance.
+    ahead = int(time.time()) + settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS // 2
+    assert (await post_webhook(client, payload, sign(payload, timestamp=ahead))).status_code == 200
+    assert (await me(client, account)).json()["tier"] == "power"
+
+
+async def test_an_event_from_the_future_cannot_freeze_the_subscription(
+    client: httpx.AsyncClient, app: FastAPI, settings
+) -> None:
+    account, tenant_id = await upgraded(client)
+    far_future = int(time.time()) + 10 * 365 * 86400
+    future = subscription_event(
+        "customer.subscription.updated", tenant_id, settings.STRIPE_PRICE_POWER, created=far_future
+    )
+    assert (await post_webhook(client, future)).status_code == 200
+    row = await subscription_row(app, tenant_id)
+    assert row.stripe_event_created is not None and row.stripe_event_created <= time.time()
+    # The next real event still applies.
+    later = subscription_event(
+        "customer.subscription.updated",
+        tenant_id,
+        settings.STRIPE_PRICE_TEAM,
+        created=int(time.time()) + 1,
+    )
+    assert (await post_webhook(client, later)).status_code == 200
+    assert (await me(client, account)).json()["tier"] == "team"
+
+
+@pytest.mark.parametrize(
+    ("created", "status"),
+    [
+        pytest.param(2**70, "past_due", id="beyond-bigint-counts-as-now"),
+        pytest.param(-(2**70), "active", id="below-bigint-counts-as-oldest"),
+        pytest.param(1e400, "active", id="infinite-counts-as-oldest"),
+    ],
+)
+async def test_out_of_range_created_is_harmless(
+    client: httpx.AsyncClient, app: FastAPI, created: object, status: str
+) -> None:
+    _, tenant_id = await upgraded(client)
+    payload = json.loads(stripe_event("invoice.payment_failed", {"customer": "cus_1"}))
+    payload["created"] = created
+    response = await post_webhook(client, json.dumps(payload))
+    assert response.status_code == 200, response.text
+    assert (await subscription_row(app, tenant_id)).status == status
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"current_period_end": 10**20}, id="period-end-beyond-year-9999"),
+        pytest.param({"current_period_end": 1e400}, id="period-end-infinite"),
+        pytest.param({"customer": "cus_" + "x" * 300}, id="customer-id-too-long"),
+        pytest.param({"id": "sub_" + "x" * 300}, id="subscription-id-too-long"),
+        pytest.param({"customer": "cus_\x00"}, id="nul-in-an-id"),
+        pytest.param({"status": "active\ud800"}, id="lone-surrogate"),
+        pytest.param({"event_id": "evt_" + "x" * 300}, id="event-id-too-long"),
+        pytest.param({"event_id": "evt_\x00"}, id="nul-in-the-event-id"),
+    ],
+)
+async def test_out_of_range_values_are_400_and_change_nothing(
+    client: httpx.AsyncClient, app: FastAPI, settings, change: dict
+) -> None:
+    account, tenant_id = await upgraded(client)
+    before = await processed_count(app)
+    change = dict(change)
+    event_id = change.pop("event_id", None)
+    obj = json.loads(
+        subscription_event(
+            "customer.subscription.updated",
+            tenant_id,
+            settings.STRIPE_PRICE_POWER,
+            created=int(time.time()),
+        )
+    )
+    obj["data"]["object"].update(change)
+    if event_id is not None:
+        obj["id"] = event_id
+    response = await post_webhook(client, json.dumps(obj))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_webhook"
+    assert (await me(client, account)).json()["tier"] == "pro"
+    assert await processed_count(app) == before

@@ -44,11 +44,14 @@ def upstream(upstream_server) -> Iterator[UpstreamState]:
 @pytest.fixture
 def upstream_settings(upstream_server) -> dict[str, object]:
     server, _ = upstream_server
+    base = f"http://127.0.0.1:{server.port}/v1"
     return {
         **ROOMY_QUOTAS,
         "LLM_MODEL": "openai/gpt-4o-mini",
         "LLM_ROUTER_MODEL": "openai/gpt-4o-mini",
-        "LLM_API_BASE": f"http://127.0.0.1:{server.port}/v1",
+        "LLM_API_BASE": base,
+        # BYOK calls never follow LLM_API_BASE: the test upstream is named for them too.
+        "BYOK_API_BASES": {"openai": base},
         "LLM_API_KEY": SERVER_KEY,
         "LLM_TIMEOUT_SECONDS": 1.0,
     }

@@ -154,3 +154,48 @@ async def test_websocket_demo_fallback_is_marked(app: FastAPI) -> None:
                 answers.append((frames[0] == {"demo": True}, done))
     assert [(marked, done["demo"]) for marked, done in answers] == [(False, False), (True, True)]
     assert answers[1][1]["actions"][0]["data"]["title"] == "Call Anna"
+
+
+# --- dates at the edges of the calendar -------------------------------------------------
+@pytest.mark.parametrize("today", ["9999-12-31", "0001-01-01", "1969-12-31", "3000-01-01"])
+async def test_context_dates_out_of_range_are_422(client: httpx.AsyncClient, today: str) -> None:
+    account = await register(client)
+    for message in ("add a task to call Anna tomorrow", "add a task due end of next month"):
+        response = await client.post(
+            "/api/v1/chat",
+            json={"message": message, "context": {"today": today}},
+            headers=account.headers,
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["details"][0]["loc"] == ["body", "context", "today"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "add a task to call Anna tomorrow",
+        "add a task to call Anna in 999 weeks",
+        "add a task to call Anna by the end of next month",
+        "add a task to call Anna next sunday",
+    ],
+)
+async def test_relative_dates_from_the_latest_today(client: httpx.AsyncClient, message) -> None:
+    account = await register(client)
+    response = await client.post(
+        "/api/v1/chat",
+        json={"message": message, "context": {"today": "2999-12-31"}},
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    [action] = response.json()["actions"]
+    assert action["data"]["due_date"] > "2999-12-31"
+
+
+def test_relative_dates_past_year_9999_are_no_date() -> None:
+    from datetime import date
+
+    from app.chat.demo_intent import parse_date
+
+    assert parse_date("call Anna tomorrow", date(9999, 12, 31)) is None
+    assert parse_date("call Anna in 999 weeks", date(9999, 1, 1)) is None
+    assert parse_date("call Anna tomorrow", date(2026, 11, 18)) == date(2026, 11, 19)

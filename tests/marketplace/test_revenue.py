@@ -175,7 +175,7 @@ async def test_earnings_per_period(client: httpx.AsyncClient, app: FastAPI, admi
         await client.get("/api/v1/plugins/earnings?period=2026", headers=buyers[0].headers)
     ).json()
     assert stranger["totals"] == [] and stranger["plugins"] == []
-    for bad in ("2026-13", "26-10", "october", "2026-1"):
+    for bad in ("2026-13", "26-10", "october", "2026-1", "0000", "9999", "9999-12", "2026%0A"):
         response = await client.get(
             f"/api/v1/plugins/earnings?period={bad}", headers=developer.headers
         )
@@ -190,3 +190,7 @@ def test_parse_period_bounds() -> None:
     )
     with pytest.raises(Unprocessable):
         parse_period("2026-00")
+    assert parse_period("2999-12")[2] == datetime(3000, 1, 1, tzinfo=UTC)
+    for bad in ("0000", "1969-12", "3000", "9999", "9999-12", "2026\n", "٢٠٢٦"):
+        with pytest.raises(Unprocessable):
+            parse_period(bad)

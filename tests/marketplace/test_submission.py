@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.marketplace.checklist import run_checklist
+from app.marketplace.checklist import MAX_MANIFEST_DEPTH, run_checklist
 from app.models import BillingTier
 from tests.marketplace.helpers import account_on, manifest
 from tests.support.builders import Account, register, register_admin, set_tier, tenant_id_of
@@ -17,6 +18,13 @@ from tests.support.builders import Account, register, register_admin, set_tier, 
 pytestmark = pytest.mark.usefixtures("backend")
 
 ADMIN_EMAIL = "reviewer@example.com"
+
+
+def nested(depth: int) -> object:
+    value: object = "leaf"
+    for level in range(depth):
+        value = {"a": value} if level % 2 else [value]
+    return value
 
 
 @pytest.fixture
@@ -81,10 +89,40 @@ async def test_every_failed_rule_is_named(client: httpx.AsyncClient) -> None:
         ({"icon": "data:image/png;base64,iVBORw0KGgo="}, "no_binary_blobs"),
         ({"config": {"nested": ["ok", "bin\x00ary"]}}, "no_binary_blobs"),
         ({"readme": "word " * 20_000}, "manifest_size"),
+        ({"config": nested(MAX_MANIFEST_DEPTH)}, "manifest_depth"),
+        ({"config": nested(5_000)}, "manifest_depth"),
     ],
 )
 def test_checklist_rules(overrides: dict, rule: str) -> None:
     assert [f.rule for f in run_checklist(manifest("good-id", **overrides))] == [rule]
+
+
+def test_checklist_accepts_a_manifest_as_deep_as_allowed() -> None:
+    assert run_checklist(manifest("deep-enough", config=nested(MAX_MANIFEST_DEPTH - 1))) == []
+
+
+@pytest.mark.parametrize(
+    ("depth", "error"),
+    [(MAX_MANIFEST_DEPTH + 4, "checklist_failed"), (900, "validation_error")],
+)
+async def test_deeply_nested_manifests_are_422(
+    client: httpx.AsyncClient, depth: int, error: str
+) -> None:
+    developer = await register(client)
+    body = json.dumps(manifest("deep-one", config="<config>")).replace(
+        '"<config>"', '{"a":' * depth + "1" + "}" * depth
+    )
+    response = await client.post(
+        "/api/v1/plugins",
+        content=body,
+        headers={**developer.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == error
+    fits = manifest("deep-one", config=nested(MAX_MANIFEST_DEPTH - 1))
+    stored = await client.post("/api/v1/plugins", json=fits, headers=developer.headers)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["manifest"]["config"] == fits["config"]
 
 
 def test_checklist_accepts_every_allowed_permission() -> None:
