@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from app.config import Settings
 from app.db import Database
-from app.demo.tasks import cleanup_once
+from app.demo.cleanup import CleanupReport, cleanup_hooks, purge_ended_sessions
+from app.main import create_app
 from app.models import User
 
 
@@ -25,6 +26,17 @@ async def promote_admin(settings: Settings, email: str) -> bool:
             return result.rowcount == 1
     finally:
         await db.dispose()
+
+
+async def cleanup_once(settings: Settings) -> CleanupReport:
+    """One cleanup pass for cron (`adiuva demo-cleanup`), with every domain's hooks.
+
+    The app's lifespan is run so that each domain registers its cleanup hooks
+    (blobs, vectors) exactly as in the server; the in-app task stays off.
+    """
+    app = create_app(settings.model_copy(update={"DEMO_CLEANUP_INTERVAL_SECONDS": 0}))
+    async with app.router.lifespan_context(app):
+        return await purge_ended_sessions(app.state.db, list(cleanup_hooks(app.state)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,10 +27,8 @@ from app.demo.endpoints import router as demo_router
 from app.demo.tasks import demo_lifespan
 from app.errors import install_error_handlers
 from app.gateway.body_limit import BodyLimitMiddleware
-from app.gateway.byok import BYOKGuardMiddleware, BYOKPolicy
-from app.gateway.client_ip import parse_trusted_proxies
+from app.gateway.byok import BYOKGuardMiddleware
 from app.gateway.input_guard import InputGuardMiddleware, check_json_body
-from app.gateway.policy import RoutePolicies
 from app.gateway.quota_gate import QuotaGateMiddleware
 from app.gateway.rate_limit import TierRateLimitMiddleware
 from app.gateway.redaction import Redactor
@@ -38,6 +36,9 @@ from app.gateway.request_context import RequestContextMiddleware
 from app.gateway.sanitizer import SanitizerMiddleware
 from app.gateway.services import gateway_lifespan
 from app.health.endpoints import router as health_router
+from app.kit.byok import BYOKPolicy
+from app.kit.client_ip import parse_trusted_proxies
+from app.kit.policy import RoutePolicies
 from app.kit.ratelimit import MovingWindow, build_storage
 from app.log import configure_logging
 from app.maintenance import maintenance_lifespan

@@ -9,15 +9,14 @@ One pass (`run_maintenance`):
 
 In the app the pass runs every `MAINTENANCE_INTERVAL_SECONDS` as a supervised task
 (`maintenance_lifespan`; 0 turns it off); from cron, `adiuva maintenance`.
-`periodic` is the supervisor, shared with the demo session cleanup: a failed pass is
+`app/kit/tasks.py` supervises it, as it does the demo session cleanup: a failed pass is
 logged and retried with a growing delay, and the task stops with the lifespan.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,53 +27,12 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.db import Database
+from app.kit.tasks import supervised
 from app.models.base import utcnow
 from app.quota.repository import CounterRepository, LeaseRepository
 from app.storage.streaming import sweep_staging
 
 log = logging.getLogger(__name__)
-
-# After a failed pass the next try comes sooner than a full interval: 1 s, 2 s, 4 s, …
-# up to the interval itself.
-FIRST_RETRY_SECONDS = 1.0
-
-
-async def periodic(
-    name: str,
-    work: Callable[[], Awaitable[object]],
-    interval: float,
-    *,
-    first_retry: float = FIRST_RETRY_SECONDS,
-) -> None:
-    """Run `work` every `interval` seconds, forever; failures are logged and retried sooner."""
-    failures = 0
-    while True:
-        delay = min(interval, first_retry * 2 ** (failures - 1)) if failures else interval
-        await asyncio.sleep(delay)
-        try:
-            await work()
-        except Exception:
-            failures += 1
-            log.exception("%s failed; retrying", name, extra={"failures": failures})
-        else:
-            failures = 0
-
-
-@asynccontextmanager
-async def supervised(
-    name: str, work: Callable[[], Awaitable[object]], interval: float
-) -> AsyncIterator[asyncio.Task[None] | None]:
-    """A `periodic` task for the life of the block (None when `interval` is 0)."""
-    if interval <= 0:
-        yield None
-        return
-    task = asyncio.create_task(periodic(name, work, interval), name=name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
 
 @dataclass(slots=True)
 class MaintenanceReport:

@@ -20,7 +20,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.config import Settings
-from app.maintenance import periodic, run_maintenance
+from app.kit.tasks import periodic
+from app.maintenance import run_maintenance
 from app.models import ConcurrencyLease, QuotaCounter, QuotaKind
 from app.models.base import utcnow
 from app.quota.repository import CounterRepository, LeaseRepository

@@ -14,8 +14,8 @@ from app.auth.service import AuthService
 from app.auth.throttle import AuthThrottle
 from app.db import SessionDep
 from app.errors import error_responses
-from app.gateway.policy import gateway_policy
 from app.kit.deps import ClientIPDep, SettingsDep
+from app.kit.policy import gateway_policy
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import Depends
 
 from app.backup.service import BackupService
+from app.billing.dependencies import TiersDep
 from app.db import DatabaseDep, SessionDep
-from app.kit.deps import SettingsDep, TiersDep
+from app.kit.deps import SettingsDep
 from app.storage.dependencies import BlobStoreDep
 
 

@@ -11,7 +11,7 @@ from app.auth.dependencies import CurrentPrincipal
 from app.backup.dependencies import BackupServiceDep
 from app.backup.schemas import BackupHistory, BackupInfo
 from app.errors import error_responses
-from app.gateway.policy import BodyKind, gateway_policy
+from app.kit.policy import BodyKind, gateway_policy
 from app.models import BackupMetadata
 from app.storage.endpoints import BYTES_RESPONSE, RAW_BODY
 from app.storage.schemas import CHECKSUM_PATTERN

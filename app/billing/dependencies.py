@@ -8,9 +8,17 @@ from fastapi import Depends, FastAPI, Request
 
 from app.billing.service import BillingService
 from app.billing.stripe_client import StripeGateway
+from app.billing.tiers import TierTable
 from app.config import Settings
 from app.db import SessionDep
-from app.kit.deps import SettingsDep, TiersDep
+from app.kit.deps import SettingsDep
+
+
+def get_tiers(request: Request) -> TierTable:
+    return request.app.state.tiers
+
+
+TiersDep = Annotated[TierTable, Depends(get_tiers)]
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ from app.auth.dependencies import CurrentPrincipal
 from app.billing.dependencies import BillingServiceDep
 from app.billing.schemas import CheckoutRequest, CheckoutResponse, SubscriptionRead, WebhookAck
 from app.errors import error_responses
-from app.gateway.policy import BodyKind, gateway_policy
+from app.kit.policy import BodyKind, gateway_policy
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 

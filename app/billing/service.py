@@ -18,7 +18,7 @@ from app.billing.stripe_client import InvalidWebhook, StripeGateway, WebhookNotC
 from app.billing.tiers import TierTable
 from app.config import Settings
 from app.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable
-from app.gateway.input_guard import find_bad_json
+from app.kit.text import find_bad_json
 from app.models import BillingTier, MembershipRole, SubscriptionStatus
 from app.tenants.repository import TenantRepository
 

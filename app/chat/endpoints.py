@@ -8,8 +8,8 @@ from app.chat import service
 from app.chat.errors import UPSTREAM_RESPONSES
 from app.chat.schemas import AgentInfo, ChatRequest, ChatResponse, ExecutionPlan, Playbook
 from app.errors import error_responses
-from app.gateway.policy import gateway_policy
-from app.gateway.work import UnitOfWorkDep
+from app.kit.policy import gateway_policy
+from app.kit.units import UnitOfWorkDep
 
 router = APIRouter()
 
@@ -26,7 +26,7 @@ async def chat(
 ) -> ChatResponse | ExecutionPlan:
     """Route a message to the agents; `execution_mode=plan` returns an execution plan."""
     state = request.app.state
-    body, canned = await service.prepare_request(state.db, body, unit)
+    body, canned = await service.prepare_request(service.demo_inputs(state), body, unit)
     orchestrator = service.orchestrator_for(
         state.settings, state.tiers, state.chat_plans, unit, canned
     )

@@ -28,8 +28,8 @@ from langchain_litellm import ChatLiteLLM
 from app.chat.demo_model import DEMO_MODEL, DemoChatModel
 from app.chat.errors import UpstreamError, UpstreamTimeout
 from app.config import Settings
-from app.gateway.byok import BYOKPolicy, LLMKey
-from app.gateway.work import CreditMeter, LLMGrant, UnitOfWork
+from app.kit.byok import BYOKPolicy
+from app.work import CreditMeter, LLMGrant, LLMKey, UnitOfWork
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager, suppress
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from fastapi import FastAPI
@@ -18,12 +18,10 @@ from app.chat.demo_model import DemoChatModel
 from app.chat.llm import ModelCaller, get_llm, get_router_llm
 from app.chat.orchestrator import Orchestrator
 from app.chat.plans import PlanService
-from app.chat.schemas import AgentInfo, ChatRequest, ToolInfo
+from app.chat.schemas import AgentInfo, ChatContext, ChatRequest, ToolInfo
 from app.config import Settings
-from app.db import Database
-from app.demo.chat_inputs import canned_answers, session_context
 from app.errors import AppError
-from app.gateway.work import UNIT_ADMISSION
+from app.kit.units import UNIT_ADMISSION
 from app.log import current_request_id
 from app.models import BillingTier
 from app.shutdown import WS_SERVICE_RESTART, GracefulShutdown
@@ -91,8 +89,24 @@ def orchestrator_for(
     )
 
 
+class DemoInputs(Protocol):
+    """What chat takes from the demo domain (`app/demo/chat_inputs.py` provides it)."""
+
+    async def session_context(self, session_id: str) -> ChatContext | None:
+        """A demo session's workspace as chat context; None when the session is gone."""
+        ...
+
+    async def canned_answers(self) -> dict[str, str]:
+        """Agent → the demo fallback's stored answer."""
+        ...
+
+
+def demo_inputs(state: Any) -> DemoInputs:
+    return state.demo_chat_inputs
+
+
 async def prepare_request(
-    db: Database, request: ChatRequest, unit: UnitOfWork
+    inputs: DemoInputs, request: ChatRequest, unit: UnitOfWork
 ) -> tuple[ChatRequest, dict[str, str] | None]:
     """The request as the orchestrator should see it, and the fallback's canned answers.
 
@@ -100,10 +114,10 @@ async def prepare_request(
     session's workspace. In the demo fallback, the stored demo examples are loaded.
     """
     if request.context is None and unit.demo_session_id is not None:
-        context = await session_context(db, unit.demo_session_id)
+        context = await inputs.session_context(unit.demo_session_id)
         if context is not None:
             request = request.model_copy(update={"context": context})
-    canned = None if unit.llm.use_llm else await canned_answers(db)
+    canned = None if unit.llm.use_llm else await inputs.canned_answers()
     return request, canned
 
 
@@ -276,7 +290,9 @@ class ChatStreamSession:
         self, request: ChatRequest, unit: UnitOfWork, admission: UnitAdmission
     ) -> None:
         try:
-            request, canned = await prepare_request(self.ws.app.state.db, request, unit)
+            request, canned = await prepare_request(
+                demo_inputs(self.ws.app.state), request, unit
+            )
         except AppError as exc:
             await self._refuse(exc)
             return

@@ -6,12 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app.auth.dependencies import AdminUser, CurrentTenant
+from app.billing.dependencies import TiersDep
 from app.credits.repository import CreditRepository
 from app.credits.schemas import CreditGrantRequest, CreditGrantResult, CreditsOverview, LedgerEntry
 from app.db import SessionDep
 from app.errors import NotFound, error_responses
-from app.gateway.services import gateway_of
-from app.kit.deps import SettingsDep, TiersDep
+from app.kit.deps import SettingsDep
 from app.models import Tenant
 
 router = APIRouter(tags=["credits"])
@@ -28,7 +28,7 @@ async def credits_overview(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> CreditsOverview:
     """The tenant's credit balance and its ledger, newest first."""
-    await gateway_of(request.scope).credits.ensure_monthly_grant(tenant.id, tenant.tier)
+    await request.app.state.credits.ensure_monthly_grant(tenant.id, tenant.tier)
     repo = CreditRepository(session)
     entries, total = await repo.entries(tenant.id, page=page, limit=limit)
     return CreditsOverview(
@@ -58,7 +58,7 @@ async def grant_credits(
     """Add credits to a tenant (admins only)."""
     if await session.get(Tenant, tenant_id) is None:
         raise NotFound("No such tenant.")
-    balance = await gateway_of(request.scope).credits.admin_grant(
+    balance = await request.app.state.credits.admin_grant(
         tenant_id, body.amount, admin.id, request.scope.get("state", {}).get("request_id")
     )
     return CreditGrantResult(tenant_id=tenant_id, balance=balance)

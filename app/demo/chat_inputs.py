@@ -1,4 +1,4 @@
-"""What the chat layer takes from the demo domain.
+"""What the chat layer takes from the demo domain (`DemoChatInputs`, on `app.state`).
 
 - `session_context`: inside a demo session, a chat request without a client
   `context` works on the session's own workspace, so the agents' actions name the
@@ -90,3 +90,16 @@ async def canned_answers(db: Database) -> dict[str, str]:
         for row in rows
         if isinstance(row.response, dict) and row.response.get("canned_answer")
     }
+
+
+class DemoChatInputs:
+    """The demo inputs of chat (`app.chat.service.DemoInputs`) over one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def session_context(self, session_id: str) -> ChatContext | None:
+        return await session_context(self.db, session_id)
+
+    async def canned_answers(self) -> dict[str, str]:
+        return await canned_answers(self.db)

@@ -22,13 +22,14 @@ from sqlalchemy import select
 
 from app.auth.dependencies import TokenCodecDep
 from app.auth.security import InvalidToken, TokenCodec
+from app.billing.dependencies import TiersDep
 from app.db import SessionDep
 from app.demo.examples import DemoExampleService
 from app.demo.limits import SessionCreationLimit
 from app.demo.service import DemoService, ensure_live
 from app.demo.templates import TemplateCatalog
 from app.errors import Forbidden, NotFound, Unauthorized
-from app.kit.deps import ClientIPDep, SettingsDep, TiersDep
+from app.kit.deps import ClientIPDep, SettingsDep
 from app.models import DemoSession
 
 SESSION_HEADER = "X-Demo-Session-Id"

@@ -24,8 +24,8 @@ from app.demo.schemas import (
 )
 from app.demo.workspace import Workspace
 from app.errors import error_responses
-from app.gateway.policy import gateway_policy
-from app.gateway.work import UnitOfWorkDep
+from app.kit.policy import gateway_policy
+from app.kit.units import UnitOfWorkDep
 
 router = APIRouter(prefix="/demo", tags=["demo"])
 

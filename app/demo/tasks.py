@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.config import Settings
+from app.demo.chat_inputs import DemoChatInputs
 from app.demo.cleanup import CleanupReport, cleanup_hooks, purge_ended_sessions
 from app.demo.limits import SessionCreationLimit
 from app.demo.templates import load_templates
 from app.kit.ratelimit import MovingWindow
-from app.maintenance import supervised
+from app.kit.tasks import supervised
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 async def demo_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     # A broken template file stops start-up here, not a visitor's request later.
     app.state.demo_templates = load_templates()
+    app.state.demo_chat_inputs = DemoChatInputs(app.state.db)
     app.state.demo_session_limit = SessionCreationLimit(
         MovingWindow(app.state.limiter_storage),
         settings.DEMO_SESSIONS_PER_IP,
@@ -38,17 +40,3 @@ async def demo_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
     ) as task:
         app.state.demo_cleanup_task = task
         yield
-
-
-async def cleanup_once(settings: Settings) -> CleanupReport:
-    """One cleanup pass for cron (`adiuva demo-cleanup`), with every domain's hooks.
-
-    The app's lifespan is run so that each domain registers its cleanup hooks
-    (blobs, vectors) exactly as in the server; the in-app task stays off.
-    """
-    # Imported here: app.main imports this module for its lifespan part.
-    from app.main import create_app
-
-    app = create_app(settings.model_copy(update={"DEMO_CLEANUP_INTERVAL_SECONDS": 0}))
-    async with app.router.lifespan_context(app):
-        return await purge_ended_sessions(app.state.db, list(cleanup_hooks(app.state)))

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 from app.config import Settings
 from app.errors import error_response
-from app.gateway.policy import BodyKind, RoutePolicies
+from app.kit.policy import BodyKind, RoutePolicies
 
 # ": " and CRLF around each header line, as it was on the wire.
 _HEADER_LINE_OVERHEAD = 4

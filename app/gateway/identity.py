@@ -25,13 +25,15 @@ from app.auth.access import AccessLookup, AccessSource, authorize
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
 from app.db import Database
-from app.gateway.client_ip import Network, client_ip
+from app.kit.client_ip import Network, client_ip
 from app.models import DemoSession, DemoSessionStatus
 from app.work import Identity, IdentityKind
 
 COOKIE_NAME = "demo_session_id"
 DEMO_HEADER = b"x-demo-session-id"
 _VISITOR_ID = re.compile(r"^[0-9a-f]{32,64}$")
+# Demo session ids are URL-safe tokens; anything else cannot be one, and is not looked up.
+_DEMO_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 _ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
     DemoSession.id == bindparam("session_id"),
@@ -158,7 +160,7 @@ class IdentityResolver:
         return await self._from_demo_session(str(claims.get("sub", "")), ip)
 
     async def _from_demo_session(self, session_id: str, ip: str) -> Identity | None:
-        if not session_id or len(session_id) > 64:
+        if not _DEMO_SESSION_ID.match(session_id):
             return None
         async with self.db.engine.connect() as connection:
             tenant_id = await connection.scalar(

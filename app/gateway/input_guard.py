@@ -15,8 +15,6 @@ a route. They are refused once, for every route:
 
 from __future__ import annotations
 
-import re
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi.exceptions import RequestValidationError
@@ -25,40 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import Unprocessable
 from app.gateway.responses import refuse
+from app.kit.text import BAD_TEXT, MAX_JSON_DEPTH, Location, find_bad_json, has_bad_text
 
-BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
-# Deeper than any document of this API; a manifest has its own, smaller bound.
-MAX_JSON_DEPTH = 64
 _MISSING = object()
-
-Location = tuple[str | int, ...]
-
-
-def has_bad_text(text: str) -> bool:
-    return BAD_TEXT.search(text) is not None
-
-
-def find_bad_json(value: Any, max_depth: int = MAX_JSON_DEPTH) -> tuple[Location, str] | None:
-    """The location of the first bad string or key, or of the first level too deep.
-
-    Iterative, so a deeply nested document cannot exhaust the stack here.
-    """
-    stack: list[tuple[Any, Location]] = [(value, ())]
-    while stack:
-        item, location = stack.pop()
-        if len(location) > max_depth:
-            return location, "depth"
-        if isinstance(item, str):
-            if has_bad_text(item):
-                return location, "text"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if isinstance(key, str) and has_bad_text(key):
-                    return (*location, key), "text"
-                stack.append((child, (*location, key)))
-        elif isinstance(item, list):
-            stack.extend((child, (*location, index)) for index, child in enumerate(item))
-    return None
 
 
 def _message(problem: str) -> str:

@@ -27,11 +27,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.demo.restrictions import demo_restriction, restriction_error
 from app.errors import AppError, TooManyRequests
-from app.gateway.byok import llm_key_from_headers
-from app.gateway.policy import RoutePolicies, method_of
 from app.gateway.responses import refuse
 from app.gateway.services import Gateway, gateway_of, identity_of
-from app.gateway.work import ADMITTED_UNIT, UNIT_ADMISSION
+from app.kit.byok import LLM_KEY
+from app.kit.policy import RoutePolicies, method_of
+from app.kit.units import ADMITTED_UNIT, UNIT_ADMISSION
 from app.metrics import ACTIVE_UNITS, DEMO_FALLBACKS
 from app.quota.repository import Lease
 from app.quota.service import Admission
@@ -116,11 +116,8 @@ class QuotaGateMiddleware:
             return
 
         state = scope.setdefault("state", {})
-        try:
-            llm_key = llm_key_from_headers(scope.get("headers", []))
-        except AppError as error:
-            await refuse(scope, receive, send, error)
-            return
+        # Parsed and checked by the BYOK guard in front of the limiter.
+        llm_key: LLMKey | None = state.get(LLM_KEY)
         unit = GatedUnit(gateway_of(scope), identity, llm_key, state.get("request_id"))
         if scope["type"] == "http":
             await self._http(scope, receive, send, unit)

@@ -17,9 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.gateway.identity import set_cookie_header
-from app.gateway.policy import RoutePolicies
 from app.gateway.responses import refuse
 from app.gateway.services import gateway_of, identity_of
+from app.kit.policy import RoutePolicies
 from app.kit.ratelimit import WINDOW_STORE_ERRORS
 from app.kit.sql import STORE_ERRORS
 

@@ -15,8 +15,8 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.gateway.policy import RoutePolicies
 from app.gateway.redaction import Redactor, StreamRedactor
+from app.kit.policy import RoutePolicies
 
 
 class SanitizerMiddleware:

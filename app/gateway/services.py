@@ -14,6 +14,7 @@ from app.config import Settings
 from app.credits.service import CreditService
 from app.gateway.identity import IdentityResolver
 from app.kit.ratelimit import MovingWindow
+from app.kit.units import IDENTITY
 from app.quota.service import QuotaService
 from app.work import Identity
 
@@ -33,6 +34,9 @@ async def gateway_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[No
     """Needs `core_lifespan` first (database, token codec, limiter storage)."""
     tiers: TierTable = app.state.tiers
     credits = CreditService(app.state.db, settings, tiers)
+    quotas = QuotaService(app.state.db, settings, tiers, credits)
+    # The quota and credit routes use the same services as the gate.
+    app.state.quotas, app.state.credits = quotas, credits
     app.state.gateway = Gateway(
         settings=settings,
         tiers=tiers,
@@ -44,7 +48,7 @@ async def gateway_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[No
             access=app.state.access_lookup,
         ),
         window=MovingWindow(app.state.limiter_storage),
-        quotas=QuotaService(app.state.db, settings, tiers, credits),
+        quotas=quotas,
         credits=credits,
     )
     yield
@@ -57,8 +61,8 @@ def gateway_of(scope: Scope) -> Gateway:
 async def identity_of(scope: Scope) -> Identity:
     """Resolve the caller once per request; the limiter and the gate share the result."""
     state = scope.setdefault("state", {})
-    identity = state.get("identity")
+    identity = state.get(IDENTITY)
     if identity is None:
         identity = await gateway_of(scope).identities.resolve(scope)
-        state["identity"] = identity
+        state[IDENTITY] = identity
     return identity

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from app import __version__
 from app.db import DatabaseDep
 from app.errors import ServiceUnavailable, error_responses
-from app.gateway.policy import gateway_policy
+from app.kit.policy import gateway_policy
 
 router = APIRouter(tags=["health"])
 

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.billing.tiers import TierTable
 from app.config import Settings
-from app.gateway.client_ip import client_ip
+from app.kit.client_ip import client_ip
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,10 +20,3 @@ def get_client_ip(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClientIPDep = Annotated[str, Depends(get_client_ip)]
-
-
-def get_tiers(request: Request) -> TierTable:
-    return request.app.state.tiers
-
-
-TiersDep = Annotated[TierTable, Depends(get_tiers)]

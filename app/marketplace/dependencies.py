@@ -5,10 +5,9 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from app.auth.dependencies import CurrentPrincipal, Principal
-from app.billing.dependencies import StripeDep
+from app.billing.dependencies import StripeDep, TiersDep
 from app.billing.tiers import Feature
 from app.db import SessionDep
-from app.kit.deps import TiersDep
 from app.marketplace.service import MarketplaceService
 
 

@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.billing.dependencies import TiersDep
 from app.db import DatabaseDep, SessionDep
-from app.kit.deps import SettingsDep, TiersDep
+from app.kit.deps import SettingsDep
 from app.storage.blobs import BlobStore
 from app.storage.service import RecordService, VectorService
 from app.storage.vectors import VectorIndex

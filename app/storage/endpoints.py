@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentPrincipal
 from app.errors import error_responses
-from app.gateway.policy import BodyKind, gateway_policy
+from app.kit.policy import BodyKind, gateway_policy
 from app.storage.dependencies import RecordServiceDep, VectorServiceDep
 from app.storage.schemas import (
     CHECKSUM_PATTERN,

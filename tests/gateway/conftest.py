@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 from fastapi import FastAPI, WebSocket
 
-from app.gateway.policy import RoutePolicy
-from app.gateway.work import UnitOfWork, UnitOfWorkDep
+from app.kit.policy import RoutePolicy
+from app.kit.units import UnitOfWork, UnitOfWorkDep
 
 PROBE_PATH = "/api/v1/test/unit"
 PROBE_WS_PATH = "/api/v1/test/ws"

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from app.config import Settings
 from app.gateway.body_limit import BodyLimitMiddleware
-from app.gateway.policy import BodyKind, RoutePolicies, RoutePolicy
+from app.kit.policy import BodyKind, RoutePolicies, RoutePolicy
 from tests.chat.support import ANNA
 from tests.support.billing import WEBHOOK_SECRET, sign, stripe_event
 

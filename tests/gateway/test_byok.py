@@ -8,8 +8,8 @@ import pytest
 from app.chat.llm import build_chat_model
 from app.config import Settings
 from app.errors import BadRequest
-from app.gateway.byok import BYOKPolicy, mask, parse_llm_key
-from app.gateway.work import LLMGrant
+from app.kit.byok import BYOKPolicy, mask, parse_llm_key
+from app.kit.units import LLMGrant
 from tests.gateway.conftest import PROBE_PATH, Probe
 
 

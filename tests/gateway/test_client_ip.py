@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.gateway.client_ip import client_ip, parse_trusted_proxies
+from app.kit.client_ip import client_ip, parse_trusted_proxies
 
 
 def scope(peer: str, forwarded: str | None = None) -> dict:

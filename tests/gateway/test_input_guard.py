@@ -11,12 +11,8 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from app.errors import install_error_handlers
-from app.gateway.input_guard import (
-    MAX_JSON_DEPTH,
-    InputGuardMiddleware,
-    check_json_body,
-    find_bad_json,
-)
+from app.gateway.input_guard import InputGuardMiddleware, check_json_body
+from app.kit.text import MAX_JSON_DEPTH, find_bad_json
 from app.models import BillingTier
 from tests.marketplace.helpers import account_on, manifest
 from tests.support.builders import register
@@ -176,3 +172,13 @@ async def test_bad_text_in_a_chat_message_is_422(client: httpx.AsyncClient) -> N
     response = await client.post("/api/v1/chat", **raw_json({"message": "add a task \ud83d"}))
     assert response.status_code == 422
     assert response.json()["details"][0]["loc"] == ["body", "message"]
+
+
+async def test_a_demo_session_header_no_session_could_have_is_refused_as_invalid(client) -> None:
+    for bogus in ("demo_\x00abc", "demo_é", "a" * 65, "x y"):
+        response = await client.get(
+            "/api/v1/quota/status",
+            headers={"X-Demo-Session-Id": bogus.encode("latin-1", "replace")},
+        )
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_token"
