@@ -34,6 +34,7 @@ from app.storage.streaming import sweep_staging
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class MaintenanceReport:
     counters_pruned: int = 0

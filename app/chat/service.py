@@ -290,9 +290,7 @@ class ChatStreamSession:
         self, request: ChatRequest, unit: UnitOfWork, admission: UnitAdmission
     ) -> None:
         try:
-            request, canned = await prepare_request(
-                demo_inputs(self.ws.app.state), request, unit
-            )
+            request, canned = await prepare_request(demo_inputs(self.ws.app.state), request, unit)
         except AppError as exc:
             await self._refuse(exc)
             return

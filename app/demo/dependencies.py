@@ -84,8 +84,6 @@ def get_example_service(
 ExampleServiceDep = Annotated[DemoExampleService, Depends(get_example_service)]
 
 
-
-
 def _token_session_id(codec: TokenCodec, credentials: HTTPAuthorizationCredentials) -> str | None:
     try:
         return str(codec.decode(credentials.credentials, "demo")["sub"])

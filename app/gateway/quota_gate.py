@@ -159,9 +159,7 @@ class QuotaGateMiddleware:
         finally:
             await unit.finish(status if status is not None else 500)
 
-    async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, unit: GatedUnit
-    ) -> None:
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, unit: GatedUnit) -> None:
         identity = unit.identity
         address = None if identity.kind is IdentityKind.USER else identity.ip
         if address is not None:

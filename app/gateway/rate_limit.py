@@ -25,6 +25,7 @@ from app.kit.sql import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
+
 class TierRateLimitMiddleware:
     def __init__(self, app: ASGIApp, policies: RoutePolicies) -> None:
         self.app = app

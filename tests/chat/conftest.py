@@ -4,6 +4,7 @@ credit accountant for units of work built directly."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -24,13 +25,22 @@ ROOMY_QUOTAS = {
 }
 
 
-@pytest.fixture(scope="session")
-def upstream_server() -> Iterator[tuple[ServerThread, UpstreamState]]:
+@contextmanager
+def running_upstream() -> Iterator[tuple[ServerThread, UpstreamState]]:
+    """A local OpenAI-compatible upstream on its own port, for the block."""
     state = UpstreamState()
     server = ServerThread(build_app(state)).start()
-    yield server, state
-    state.release.set()
-    server.stop()
+    try:
+        yield server, state
+    finally:
+        state.release.set()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[tuple[ServerThread, UpstreamState]]:
+    with running_upstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.chat.conftest import BYOK_KEY, ROOMY_QUOTAS, SERVER_KEY
+from tests.chat.conftest import BYOK_KEY, ROOMY_QUOTAS, SERVER_KEY, running_upstream
 from tests.chat.support import ANNA
-from tests.chat.upstream import ServerThread, UpstreamState, build_app
+from tests.chat.upstream import ServerThread, UpstreamState
 
 pytestmark = pytest.mark.usefixtures("backend")
 
@@ -25,11 +25,8 @@ LOCAL_PORTS = (11434, 8080)  # ollama's and llamafile's defaults
 
 @pytest.fixture(scope="module")
 def byok_upstream() -> Iterator[tuple[ServerThread, UpstreamState]]:
-    state = UpstreamState()
-    server = ServerThread(build_app(state)).start()
-    yield server, state
-    state.release.set()
-    server.stop()
+    with running_upstream() as upstream:
+        yield upstream
 
 
 @pytest.fixture
