@@ -1,7 +1,7 @@
 """Application settings, read from the environment and an optional `.env` file.
 
 Every variable is listed in `.env.example`. Production (`ENV=prod`) refuses the
-placeholder JWT secret.
+placeholder JWT secret and fingerprint salt.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me-in-production"
+DEFAULT_FINGERPRINT_SALT = "change-me-fingerprint-salt"
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
     MAX_CONCURRENT_POWER: int = 8
     MAX_CONCURRENT_TEAM: int = 8
     LEASE_TTL_SECONDS: int = 120
-    FINGERPRINT_SALT: str = "change-me-fingerprint-salt"
+    FINGERPRINT_SALT: str = DEFAULT_FINGERPRINT_SALT
     DEMO_COOKIE_MAX_AGE_DAYS: int = 30
 
     # --- tier quotas (bytes of cloud storage / backups; -1 = unlimited) ------------
@@ -152,6 +153,8 @@ class Settings(BaseSettings):
             raise ValueError("JWT_SECRET must be set to a real secret when ENV=prod")
         if self.ENV == "prod" and len(self.JWT_SECRET) < 32:
             raise ValueError("JWT_SECRET must be at least 32 characters when ENV=prod")
+        if self.ENV == "prod" and self.FINGERPRINT_SALT in ("", DEFAULT_FINGERPRINT_SALT):
+            raise ValueError("FINGERPRINT_SALT must be set to a real secret when ENV=prod")
         return self
 
     @cached_property
