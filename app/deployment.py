@@ -44,77 +44,60 @@ def configured_workers(environ: Mapping[str, str] = os.environ) -> int:
     return int(value) if value else 1
 
 
+def _store(name: str, workers: int, shared: str | None, local: str, why: str, fix: str) -> Check:
+    """The verdict on one store: `shared` describes it when every worker shares it;
+    otherwise `local` names the per-process store, `why` it cannot serve several
+    workers, and `fix` the setting to change."""
+    if shared is not None:
+        return Check(name, True, shared)
+    if workers <= 1:
+        return Check(name, True, f"{local}, one process")
+    return Check(
+        name,
+        False,
+        f"{local} {why}, and {workers} workers are configured: {fix} "
+        "or run one worker (WEB_CONCURRENCY=1)",
+    )
+
+
 def check_deployment(settings: Settings, workers: int) -> list[Check]:
     """One verdict per concern; any verdict that is not ok must stop the deployment."""
-    several = workers > 1
-    one_worker = "or run one worker (WEB_CONCURRENCY=1)"
-    checks = [
-        Check(
-            "workers",
-            workers >= 1,
-            f"{workers} worker process{'es' if workers != 1 else ''}"
-            if workers >= 1
-            else f"{workers} workers: set WEB_CONCURRENCY (gunicorn --workers) to 1 or more",
+    if workers >= 1:
+        count = Check("workers", True, f"{workers} worker process{'es' if workers > 1 else ''}")
+    else:
+        count = Check(
+            "workers", False, f"{workers}: set WEB_CONCURRENCY (gunicorn --workers) to 1 or more"
         )
+    sqlite = settings.database_url.startswith("sqlite")
+    return [
+        count,
+        _store(
+            "database",
+            workers,
+            None if sqlite else "PostgreSQL (DATABASE_URL), shared by every worker",
+            f"SQLite (DATABASE_URL{' empty' if not settings.DATABASE_URL else ''})",
+            "is a file for one process",
+            "set DATABASE_URL=postgresql+asyncpg://…",
+        ),
+        _store(
+            "vectors",
+            workers,
+            "Qdrant server (QDRANT_URL), shared by every worker" if settings.QDRANT_URL else None,
+            "embedded Qdrant (QDRANT_URL empty)",
+            "can be opened by one process only",
+            "set QDRANT_URL to a Qdrant server (e.g. http://qdrant:6333)",
+        ),
+        _store(
+            "rate limit",
+            workers,
+            None
+            if settings.RATE_LIMIT_STORAGE_URI.startswith("memory://")
+            else "shared store (RATE_LIMIT_STORAGE_URI), one window for every worker",
+            "in-memory window (RATE_LIMIT_STORAGE_URI=memory://)",
+            f"is one per worker ({workers}× the tier limits)",
+            "set RATE_LIMIT_STORAGE_URI=redis://host:6379/0",
+        ),
     ]
-
-    if not settings.DATABASE_URL:
-        checks.append(
-            Check(
-                "database",
-                not several,
-                "SQLite under DATA_DIR (DATABASE_URL empty), one process"
-                if not several
-                else f"SQLite (DATABASE_URL empty) is a file for one process, and {workers} "
-                f"workers are configured: set DATABASE_URL=postgresql+asyncpg://… {one_worker}",
-            )
-        )
-    elif settings.database_url.startswith("sqlite"):
-        checks.append(
-            Check(
-                "database",
-                not several,
-                "SQLite (DATABASE_URL), one process"
-                if not several
-                else f"DATABASE_URL names a SQLite file, and {workers} workers are configured: "
-                f"set DATABASE_URL=postgresql+asyncpg://… {one_worker}",
-            )
-        )
-    else:
-        checks.append(Check("database", True, "PostgreSQL (DATABASE_URL), shared by every worker"))
-
-    if settings.QDRANT_URL:
-        checks.append(Check("vectors", True, "Qdrant server (QDRANT_URL), shared by every worker"))
-    else:
-        checks.append(
-            Check(
-                "vectors",
-                not several,
-                "embedded Qdrant under DATA_DIR (QDRANT_URL empty), one process"
-                if not several
-                else f"embedded Qdrant (QDRANT_URL empty) can be opened by one process only, "
-                f"and {workers} workers are configured: set QDRANT_URL to a Qdrant server "
-                f"(e.g. http://qdrant:6333) {one_worker}",
-            )
-        )
-
-    if settings.RATE_LIMIT_STORAGE_URI.startswith("memory://"):
-        checks.append(
-            Check(
-                "rate limit",
-                not several,
-                "in-memory window (RATE_LIMIT_STORAGE_URI=memory://), one process"
-                if not several
-                else f"RATE_LIMIT_STORAGE_URI=memory:// keeps one per-minute window per worker "
-                f"({workers}× the tier limits): set RATE_LIMIT_STORAGE_URI=redis://host:6379/0 "
-                f"{one_worker}",
-            )
-        )
-    else:
-        checks.append(
-            Check("rate limit", True, "shared store (RATE_LIMIT_STORAGE_URI), one window for all")
-        )
-    return checks
 
 
 def check_environment(workers: int) -> list[Check]:
