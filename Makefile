@@ -5,17 +5,32 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate lint bench fuzz clean
+# Locked, hashed dependencies (requirements/*.txt, made by `make lock`); then the project
+# itself without resolving anything again.
+APP_LOCK := requirements/app.txt
+DEV_LOCK := requirements/dev.txt
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+
+.PHONY: run test install install-dev migrate lint bench fuzz clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r $(APP_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+
+# Re-resolve the locks from pyproject.toml, keeping every pin that still fits;
+# `make lock UPGRADE=--upgrade` moves every pin to the newest allowed release,
+# `make lock UPGRADE='--upgrade-package litellm'` one package.
+lock: install-dev
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(UPGRADE) -o $(DEV_LOCK)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -c $(DEV_LOCK) -o $(APP_LOCK)
 
 migrate: install
 	$(BIN)/alembic upgrade head

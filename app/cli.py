@@ -1,5 +1,5 @@
-"""Operator commands: `adiuva serve`, `adiuva promote-admin EMAIL`, and for cron
-`adiuva demo-cleanup` and `adiuva maintenance`."""
+"""Operator commands: `adiuva serve`, `adiuva promote-admin EMAIL`, `adiuva check-config`
+(before deploying), and for cron `adiuva demo-cleanup` and `adiuva maintenance`."""
 
 from __future__ import annotations
 
@@ -62,7 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         "maintenance",
         help="prune old quota counters and expired leases, sweep orphaned upload staging files",
     )
+    check = commands.add_parser(
+        "check-config", help="check the settings for a deployment; non-zero exit on a problem"
+    )
+    check.add_argument(
+        "--workers", type=int, help="worker processes to check for (default: WEB_CONCURRENCY or 1)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "check-config":
+        from app.deployment import report
+
+        return report(args.workers)
     if args.command == "serve":
         # Imported here: the server pulls in the whole app, the other commands need little.
         from app.server import serve as run_server

@@ -41,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
 from app.config import Settings
+from app.deployment import check_environment, refusal
 from app.shutdown import LIFESPAN_STATE_KEY, GracefulShutdown
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,16 @@ class UvicornWorker(BaseUvicornWorker):
         self.config.timeout_graceful_shutdown = max(
             1, int(self.cfg.graceful_timeout) - ARBITER_MARGIN_SECONDS
         )
+
+    def init_process(self) -> None:
+        # Before the app loads: a worker that cannot share its stores with the other
+        # workers says so in one line and exits with gunicorn's boot-error status, on
+        # which the master stops the whole server instead of respawning workers.
+        refused = refusal(check_environment(self.cfg.workers))
+        if refused is not None:
+            self.log.error(refused)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        super().init_process()
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

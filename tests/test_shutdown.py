@@ -60,11 +60,15 @@ async def db(server_database_url: str) -> AsyncIterator[ClusterDatabase]:
 
 
 @pytest.fixture
-def server_env(server_database_url: str, upstream_thread, tmp_path: Path) -> dict[str, str]:
+def server_env(
+    server_database_url: str, upstream_thread, tmp_path: Path, redis_url: str
+) -> dict[str, str]:
     upstream_server, _ = upstream_thread
     return base_env(
         server_database_url,
         tmp_path / "data",
+        # Several gunicorn workers refuse a per-process store (app/deployment.py).
+        RATE_LIMIT_STORAGE_URI=redis_url.rsplit("/", 1)[0] + "/1",
         QDRANT_URL=f"http://127.0.0.1:{_free_port()}",
         **upstream_env(upstream_server),
     )

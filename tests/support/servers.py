@@ -226,6 +226,27 @@ def start_gunicorn(
     return server
 
 
+def spawn_command(
+    argv: list[str], env: Mapping[str, str], workdir: Path, port: int
+) -> ServerProcess:
+    """Any command that becomes a gunicorn master serving `port` (the image's CMD, say)."""
+    return _spawn(argv, env, workdir, port, multi_worker=True)
+
+
+def start_command(
+    argv: list[str], env: Mapping[str, str], workdir: Path, port: int, *, workers: int
+) -> ServerProcess:
+    """`spawn_command()`, ready once every one of its `workers` has answered a request."""
+    server = spawn_command(argv, env, workdir, port)
+    try:
+        server.wait_ready(workers)
+        server.wait_all_workers_serving()
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
 def _spawn_single(env: Mapping[str, str], workdir: Path, graceful_timeout: int) -> ServerProcess:
     port = _free_port()
     argv = [
