@@ -45,7 +45,7 @@ run: migrate
 # The whole suite, on SQLite and on a PostgreSQL server the tests start themselves.
 test: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -46,10 +46,11 @@ class SQLiteTemplate:
 
 
 class PostgresTemplate:
-    name = "adiuva_template"
-
     def __init__(self, server: PostgresServer) -> None:
         self.server = server
+        # A name of its own: pytest may build this session fixture again on the same
+        # server (when the order of the backends changes), and test workers share nothing.
+        self.name = f"adiuva_template_{uuid.uuid4().hex[:12]}"
         self._janitor(self.name).init()
         migrate(server.url(self.name))
 
