@@ -43,12 +43,17 @@ def upstream_server() -> Iterator[tuple[ServerThread, UpstreamState]]:
         yield upstream
 
 
-@pytest.fixture
-def upstream(upstream_server) -> Iterator[UpstreamState]:
-    _, state = upstream_server
+def fresh_state(upstream: tuple[ServerThread, UpstreamState]) -> Iterator[UpstreamState]:
+    """An upstream's state, reset for one test; anything still held is released after."""
+    _, state = upstream
     state.reset()
     yield state
     state.release.set()
+
+
+@pytest.fixture
+def upstream(upstream_server) -> Iterator[UpstreamState]:
+    yield from fresh_state(upstream_server)
 
 
 @pytest.fixture

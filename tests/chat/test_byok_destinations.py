@@ -14,7 +14,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.chat.conftest import BYOK_KEY, ROOMY_QUOTAS, SERVER_KEY, running_upstream
+from tests.chat.conftest import (
+    BYOK_KEY,
+    ROOMY_QUOTAS,
+    SERVER_KEY,
+    fresh_state,
+    running_upstream,
+)
 from tests.chat.support import ANNA
 from tests.chat.upstream import ServerThread, UpstreamState
 
@@ -70,10 +76,7 @@ def connections_waiting(listeners: list[socket.socket]) -> bool:
 
 @pytest.fixture
 def byok_state(byok_upstream) -> Iterator[UpstreamState]:
-    _, state = byok_upstream
-    state.reset()
-    yield state
-    state.release.set()
+    yield from fresh_state(byok_upstream)
 
 
 async def test_byok_call_reaches_only_the_byok_base(

@@ -216,14 +216,7 @@ def start_gunicorn(
         "--graceful-timeout",
         str(graceful_timeout),
     ]
-    server = _spawn(argv, env, workdir, port, multi_worker=True)
-    try:
-        server.wait_ready(workers)
-        server.wait_all_workers_serving()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return start_command(argv, env, workdir, port, workers=workers)
 
 
 def spawn_command(
