@@ -42,8 +42,14 @@ _ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
 )
 
 
+_COOKIE_KEY = COOKIE_NAME.encode()
+# The only headers identity resolution reads (a request carries many more).
+_READ = frozenset((b"authorization", DEMO_HEADER, b"cookie", b"user-agent", b"accept-language"))
+
+
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
-    return {key: value for key, value in scope.get("headers", ())}
+    # As a dict of every header would: the last of repeated headers wins.
+    return {key: value for key, value in scope.get("headers", ()) if key in _READ}
 
 
 def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
@@ -61,7 +67,8 @@ def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
 
 def _cookie(headers: dict[bytes, bytes]) -> str | None:
     raw = headers.get(b"cookie")
-    if not raw:
+    # Cookie names are not unquoted: without the name in the header, there is no cookie.
+    if not raw or _COOKIE_KEY not in raw:
         return None
     jar: SimpleCookie = SimpleCookie()
     try:
