@@ -60,24 +60,49 @@ async def access_source(db: Database, settings: Settings) -> AsyncIterator[Acces
     cache = AccessCache(
         lookup, maxsize=settings.ACCESS_CACHE_SIZE, ttl=settings.ACCESS_CACHE_TTL_SECONDS
     )
-    if db.is_sqlite:
-        caches = _sqlite_caches[_sqlite_file(db.engine)]
-        caches.add(cache)
-        cache.go_live()
+    # Writes of this process reach the cache through the engine hooks below.
+    caches = _caches[_database_key(db.engine)]
+    caches.add(cache)
+    try:
+        if db.is_sqlite:
+            cache.go_live()
+            yield cache
+            return
+        listener = AccessListener(db.engine, cache)
+        task = asyncio.create_task(listener.run(), name="access-cache-listener")
         try:
             yield cache
         finally:
-            caches.discard(cache)
-        return
-    # This worker's own writes reach its cache at once, before their notification does.
-    watch_own_writes(db.engine, cache)
-    listener = AccessListener(db.engine, cache)
-    task = asyncio.create_task(listener.run(), name="access-cache-listener")
-    try:
-        yield cache
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        caches.discard(cache)
+
+
+# Every cache of the process on a database, reached by the writes of every `Database`
+# of the process to it (app/db.py calls `_watch` with each one's engine).
+_caches: defaultdict[str | None, WeakSet[AccessCache]] = defaultdict(WeakSet)
+
+
+def _database_key(engine: AsyncEngine) -> str | None:
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return f"{url.host}:{url.port}/{url.database}"
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None  # (one connection's own database: no other engine writes to it)
+    return os.path.realpath(database)
+
+
+def _watch(engine: AsyncEngine) -> None:
+    caches = _caches[_database_key(engine)]
+    if engine.dialect.name == "sqlite":
+        watch_sqlite_writes(engine, caches)
+    else:
+        watch_own_writes(engine, caches)
+
+
+ENGINE_HOOKS.append(_watch)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
@@ -144,8 +169,8 @@ _WATCHED = re.compile(r"\b(?:users|memberships|subscriptions|tenants)\b", re.IGN
 _HOLDS_ALL = "adiuva_access_holds_all"  # connection record info: a write was seen
 
 
-def watch_own_writes(engine: AsyncEngine, cache: AccessCache) -> None:
-    """Writes of this worker to the watched tables hold the whole cache until committed.
+def watch_own_writes(engine: AsyncEngine, caches: WeakSet[AccessCache]) -> None:
+    """Writes of this process to the watched tables hold the whole cache until committed.
 
     The triggers name the rows, but their notification arrives a moment after the
     commit; a write seen here bypasses every cached row from the statement on, and
@@ -156,12 +181,13 @@ def watch_own_writes(engine: AsyncEngine, cache: AccessCache) -> None:
     def seen(connection: Any, _: Any, statement: str, *__: Any) -> None:
         if _WRITE.match(statement) and _WATCHED.search(statement):
             info = connection.connection.info
-            if not info.get(_HOLDS_ALL):
-                info[_HOLDS_ALL] = True
-                cache.hold_all()
+            if _HOLDS_ALL not in info:
+                holding = info[_HOLDS_ALL] = list(caches)
+                for cache in holding:
+                    cache.hold_all()
 
     def returned(_: Any, record: Any) -> None:
-        if record is not None and record.info.pop(_HOLDS_ALL, False):
+        for cache in record.info.pop(_HOLDS_ALL, ()) if record is not None else ():
             cache.release_all()
 
     event.listen(sync_engine, "after_cursor_execute", seen)
@@ -220,25 +246,14 @@ _TABLES = (
     "AND name IN ('users', 'memberships', 'subscriptions', 'tenants')"
 )
 
-# Every cache of the process on a database file, reached by every engine's writes to it.
-_sqlite_caches: defaultdict[str | None, WeakSet[AccessCache]] = defaultdict(WeakSet)
 
-
-def _sqlite_file(engine: AsyncEngine) -> str | None:
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None  # (one connection's own database: no other engine writes to it)
-    return os.path.realpath(database)
-
-
-def watch_sqlite_writes(engine: AsyncEngine) -> None:
+def watch_sqlite_writes(engine: AsyncEngine, caches: WeakSet[AccessCache]) -> None:
     """Hook a SQLite engine so that its writes to the tables behind the cache reach it.
 
     Every `Database` of the process goes through here, so a write of any of them (the
     app's, an `adiuva` command run in-process) reaches every cache on the same file.
     """
     sync_engine = engine.sync_engine
-    caches = _sqlite_caches[_sqlite_file(engine)]
 
     def install(dbapi_connection: Any, record: Any) -> None:
         changes: list[str] = []
@@ -284,11 +299,3 @@ def watch_sqlite_writes(engine: AsyncEngine) -> None:
     event.listen(sync_engine, "after_cursor_execute", seen)
     event.listen(sync_engine.pool, "checkin", returned)
     event.listen(sync_engine.pool, "invalidate", lambda _, record, __: returned(_, record))
-
-
-def _watch(engine: AsyncEngine) -> None:
-    if engine.dialect.name == "sqlite":
-        watch_sqlite_writes(engine)
-
-
-ENGINE_HOOKS.append(_watch)
