@@ -43,6 +43,7 @@ _ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
 
 
 _COOKIE_KEY = COOKIE_NAME.encode()
+_COOKIE_PREFIX = _COOKIE_KEY + b"="
 # The only headers identity resolution reads (a request carries many more).
 _READ = frozenset((b"authorization", DEMO_HEADER, b"cookie", b"user-agent", b"accept-language"))
 
@@ -70,6 +71,10 @@ def _cookie(headers: dict[bytes, bytes]) -> str | None:
     # Cookie names are not unquoted: without the name in the header, there is no cookie.
     if not raw or _COOKIE_KEY not in raw:
         return None
+    if raw.startswith(_COOKIE_PREFIX):  # the usual header: our cookie alone, nothing to parse
+        value = raw[len(_COOKIE_PREFIX) :].decode("latin-1")
+        if _VISITOR_ID.fullmatch(value):
+            return value
     jar: SimpleCookie = SimpleCookie()
     try:
         jar.load(raw.decode("latin-1"))
