@@ -9,13 +9,18 @@ Whenever that connection is not up — at start, after it is lost — the cache 
 cleared and bypassed; it reconnects with a growing delay and pings the server
 now and then, so a silently dead connection is noticed too.
 
-SQLite (one process): every connection of the app's engine gets temporary
-triggers on the same tables that call back into Python. A write seen in a
-statement holds the rows it touched (no cached answer is served or stored for
-them) until the connection goes back to the pool, committed or rolled back;
-then they are dropped once more. Every write path of the app goes through its
-engine, ORM or plain SQL. Writes from another process (an `adiuva` command) are
-not seen: `ACCESS_CACHE_TTL_SECONDS` bounds how long they can go unnoticed.
+A worker's own writes do not wait for their notification: a statement of any
+`Database` of the process that writes to those tables holds the whole cache
+(bypassed) until its connection goes back to the pool, then empties it.
+
+SQLite (one process): every connection of every `Database` of the process gets
+temporary triggers on the same tables that call back into Python. A write seen
+in a statement holds the rows it touched (no cached answer is served or stored
+for them) until the connection goes back to the pool, committed or rolled back;
+then they are dropped once more. Every write path goes through those
+connections, ORM or plain SQL. Writes from another process (an `adiuva` command
+next to a live server) are not seen: `ACCESS_CACHE_TTL_SECONDS` bounds how long
+they can go unnoticed.
 """
 
 from __future__ import annotations
