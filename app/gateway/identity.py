@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, select
 from app.auth.access import AccessLookup, AccessSource, authorize
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
-from app.db import Database
+from app.db import Database, read_once_retried
 from app.kit.client_ip import Network, client_ip
 from app.models import DemoSession, DemoSessionStatus
 from app.work import Identity, IdentityKind
@@ -174,12 +174,11 @@ class IdentityResolver:
     async def _from_demo_session(self, session_id: str, ip: str) -> Identity | None:
         if not _DEMO_SESSION_ID.match(session_id):
             return None
-        async with self.db.engine.connect() as connection:
-            tenant_id = await connection.scalar(
-                _ACTIVE_DEMO_TENANT, {"session_id": session_id, "now": datetime.now(UTC)}
-            )
-        if tenant_id is None:
+        params = {"session_id": session_id, "now": datetime.now(UTC)}
+        row = await read_once_retried(self.db.engine, _ACTIVE_DEMO_TENANT, params)
+        if row is None:
             return None
+        tenant_id = row[0]
         return Identity(
             IdentityKind.DEMO,
             f"demo:{session_id}",
