@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     ADMIN_EMAILS: CommaList = []
     AUTH_RATE_LIMIT_PER_IP: str = "30/minute"
     AUTH_RATE_LIMIT_PER_ACCOUNT: str = "10/minute"
+    # Per-worker caches of callers (user, membership, tenant tier) and of verified access
+    # tokens; 0 turns both off. Entries also lapse after the TTL (a bound for writes the
+    # invalidation cannot see: another process on SQLite).
+    ACCESS_CACHE_SIZE: int = Field(default=10_000, ge=0)
+    ACCESS_CACHE_TTL_SECONDS: float = Field(default=300, gt=0)
 
     # --- gateway: rate limit, quotas, concurrency ---------------------------
     RATE_LIMIT_STORAGE_URI: str = "memory://"

@@ -1,20 +1,33 @@
-"""Async engine and sessions; the request-scoped session commits on success only."""
+"""Async engine and sessions; the request-scoped session commits on success only.
+
+Dropped connections (a database restart, a terminated backend, an idle timeout)
+are handled optimistically, not with a ping per checkout: a pooled asyncpg
+connection that the server has already closed is noticed without a round trip
+(the driver saw the socket close) and replaced at checkout; one that fails in
+use is invalidated by SQLAlchemy, a single-statement read is retried once on a
+fresh connection (`read_once_retried`), and a request's session answers 503
+`database_unavailable` instead of a 500.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import Row, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import Executable
 
 from app.config import Settings
+from app.errors import ServiceUnavailable
 
 
 def is_sqlite(url: str) -> bool:
@@ -31,6 +44,12 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+# Called with the engine of every `Database` (app/auth/invalidation.py watches the
+# writes of every SQLite database of the process through it). Migrations use
+# `build_engine` alone.
+ENGINE_HOOKS: list[Callable[[AsyncEngine], None]] = []
+
+
 def build_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -38,9 +57,41 @@ def build_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
         return engine
     pool_size = settings.DATABASE_POOL_SIZE if settings else 10
     max_overflow = settings.DATABASE_MAX_OVERFLOW if settings else 20
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
-    )
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
+    return engine
+
+
+def _discard_closed(_: Any, record: Any, __: Any) -> None:
+    """A connection the server has closed is replaced at checkout, at no round trip.
+
+    (asyncpg marks a connection closed as soon as the event loop sees its socket
+    close; raising DisconnectionError makes the pool connect afresh.)
+    """
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("connection closed by the server")
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+async def read_once_retried(
+    engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]
+) -> Row[Any] | None:
+    """The first row of a read-only statement; retried once if the connection was dead.
+
+    SQLAlchemy invalidates a connection found dead, so the retry gets a fresh one.
+    """
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as connection:
+                return (await connection.execute(statement, params)).first()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 class Database:
@@ -49,6 +100,8 @@ class Database:
     def __init__(self, url: str, settings: Settings | None = None) -> None:
         self.url = url
         self.engine = build_engine(url, settings)
+        for hook in ENGINE_HOOKS:
+            hook(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -69,11 +122,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.sessionmaker() as session:
         try:
             yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
             await session.commit()
+        except BaseException as exc:
+            if not is_disconnect(exc):
+                await session.rollback()
+                raise
+            # The connection died under the request: SQLAlchemy has invalidated it (the
+            # next checkout connects afresh); the client may retry at once.
+            with contextlib.suppress(SQLAlchemyError):
+                await session.rollback()
+            raise ServiceUnavailable(
+                "The database connection was lost; retry the request.",
+                error="database_unavailable",
+                headers={"Retry-After": "1"},
+            ) from exc
 
 
 # Function scope: the commit happens before the response is sent, so a failed commit

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.auth.access import AccessLookup
 from app.auth.endpoints import router as auth_router
+from app.auth.invalidation import access_source
 from app.auth.security import PasswordHasher, TokenCodec
 from app.auth.throttle import AuthThrottle
 from app.backup.endpoints import router as backup_router
@@ -66,8 +66,6 @@ async def core_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
     app.state.db = db
     app.state.password_hasher = hasher
     app.state.token_codec = TokenCodec(settings)
-    # Shared by the gateway's identity resolution and get_principal.
-    app.state.access_lookup = AccessLookup(db)
     app.state.limiter_storage = limiter_storage
     app.state.auth_throttle = AuthThrottle(
         MovingWindow(limiter_storage),
@@ -76,7 +74,11 @@ async def core_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
         fail_open=settings.RATE_LIMIT_FAIL_OPEN,
     )
     try:
-        yield
+        # Shared by the gateway's identity resolution and get_principal: the per-worker
+        # cache of callers, with its invalidation (app/auth/invalidation.py).
+        async with access_source(db, settings) as source:
+            app.state.access_lookup = source
+            yield
     finally:
         await db.dispose()
 

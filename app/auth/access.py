@@ -5,8 +5,8 @@ deleted or deactivated since, removed from the token's tenant, or logged out
 (its token version bumped). `AccessLookup.lookup` reads everything a request
 needs about the caller in one SQL round trip on a plain connection (not an ORM
 session); the gateway's identity resolution and `get_principal` both go through
-`authorize`, which adds the checks. A per-worker cache can wrap `lookup` alone:
-it has no other queries and no side effects.
+`authorize`, which adds the checks. The per-worker cache (`app/auth/cache.py`)
+wraps `lookup` alone: it has no other queries and no side effects.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, select
 
-from app.db import Database
+from app.db import Database, read_once_retried
 from app.models import (
     BillingTier,
     Membership,
@@ -90,10 +90,9 @@ class AccessLookup:
         self.db = db
 
     async def lookup(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> AccessRecord | None:
-        async with self.db.engine.connect() as connection:
-            row = (
-                await connection.execute(_ACCESS, {"user_id": user_id, "tenant_id": tenant_id})
-            ).first()
+        row = await read_once_retried(
+            self.db.engine, _ACCESS, {"user_id": user_id, "tenant_id": tenant_id}
+        )
         if row is None:
             return None
         return AccessRecord(

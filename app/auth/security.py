@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anyio
 import bcrypt
+from cachetools import TLRUCache
 from jose import JWTError, jwt
 
 from app.config import PLACEHOLDER_SECRETS, Settings
@@ -68,9 +71,16 @@ class IssuedToken:
 
 
 class TokenCodec:
-    """Encodes and decodes our JWTs. Only the configured HMAC algorithm is accepted."""
+    """Encodes and decodes our JWTs. Only the configured HMAC algorithm is accepted.
 
-    def __init__(self, settings: Settings) -> None:
+    Tokens whose signature verified are kept (bounded, `ACCESS_CACHE_SIZE`), keyed by
+    the whole token, until their `exp`: a signed-in request verifies its token once,
+    not on every call. A token past `exp` is never answered from the cache; a token
+    that failed verification is never kept. Whether the token still holds (user
+    active, member, token version) is checked on every request (app/auth/access.py).
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         # Settings replace placeholders with generated secrets (or refuse them in
         # production); this guards against a secret slipped in some other way.
         if settings.JWT_SECRET in PLACEHOLDER_SECRETS:
@@ -79,6 +89,12 @@ class TokenCodec:
         self._algorithm = settings.JWT_ALGORITHM
         self.access_ttl = timedelta(minutes=settings.JWT_ACCESS_TOKEN_EXPIRE_MINUTES)
         self.refresh_ttl = timedelta(days=settings.JWT_REFRESH_TOKEN_EXPIRE_DAYS)
+        self._clock = clock
+        self._verified: TLRUCache[str, dict[str, Any]] | None = (
+            TLRUCache(settings.ACCESS_CACHE_SIZE, _until_exp, timer=clock)
+            if settings.ACCESS_CACHE_SIZE
+            else None
+        )
 
     def encode(
         self, token_type: TokenType, subject: str, ttl: timedelta, **claims: Any
@@ -99,6 +115,15 @@ class TokenCodec:
         )
 
     def decode(self, token: str, expected_type: TokenType) -> dict[str, Any]:
+        claims = self._verified.get(token) if self._verified is not None else None
+        if claims is None:
+            claims = self._verify(token)
+        if claims.get("type") != expected_type:
+            raise InvalidToken("wrong token type")
+        # A copy: the caller may change it, the cached claims stay as verified.
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
             # Refuse anything but our algorithm before verifying (no `none`, no RS/HS swap).
@@ -112,6 +137,14 @@ class TokenCodec:
             )
         except JWTError as exc:
             raise InvalidToken(str(exc)) from exc
-        if claims.get("type") != expected_type:
-            raise InvalidToken("wrong token type")
+        # By the codec's clock too (python-jose reads its own), so the cache agrees.
+        exp = claims.get("exp")
+        if type(exp) is not int or exp <= self._clock():
+            raise InvalidToken("token expired")
+        if self._verified is not None:
+            self._verified[token] = claims
         return claims
+
+
+def _until_exp(_: str, claims: dict[str, Any], __: float) -> float:
+    return claims["exp"]

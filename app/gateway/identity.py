@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, select
 from app.auth.access import AccessLookup, AccessSource, authorize
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
-from app.db import Database
+from app.db import Database, read_once_retried
 from app.kit.client_ip import Network, client_ip
 from app.models import DemoSession, DemoSessionStatus
 from app.work import Identity, IdentityKind
@@ -42,8 +42,15 @@ _ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
 )
 
 
+_COOKIE_KEY = COOKIE_NAME.encode()
+_COOKIE_PREFIX = _COOKIE_KEY + b"="
+# The only headers identity resolution reads (a request carries many more).
+_READ = frozenset((b"authorization", DEMO_HEADER, b"cookie", b"user-agent", b"accept-language"))
+
+
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
-    return {key: value for key, value in scope.get("headers", ())}
+    # As a dict of every header would: the last of repeated headers wins.
+    return {key: value for key, value in scope.get("headers", ()) if key in _READ}
 
 
 def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
@@ -61,8 +68,13 @@ def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
 
 def _cookie(headers: dict[bytes, bytes]) -> str | None:
     raw = headers.get(b"cookie")
-    if not raw:
+    # Cookie names are not unquoted: without the name in the header, there is no cookie.
+    if not raw or _COOKIE_KEY not in raw:
         return None
+    if raw.startswith(_COOKIE_PREFIX):  # the usual header: our cookie alone, nothing to parse
+        value = raw[len(_COOKIE_PREFIX) :].decode("latin-1")
+        if _VISITOR_ID.fullmatch(value):
+            return value
     jar: SimpleCookie = SimpleCookie()
     try:
         jar.load(raw.decode("latin-1"))
@@ -162,12 +174,11 @@ class IdentityResolver:
     async def _from_demo_session(self, session_id: str, ip: str) -> Identity | None:
         if not _DEMO_SESSION_ID.match(session_id):
             return None
-        async with self.db.engine.connect() as connection:
-            tenant_id = await connection.scalar(
-                _ACTIVE_DEMO_TENANT, {"session_id": session_id, "now": datetime.now(UTC)}
-            )
-        if tenant_id is None:
+        params = {"session_id": session_id, "now": datetime.now(UTC)}
+        row = await read_once_retried(self.db.engine, _ACTIVE_DEMO_TENANT, params)
+        if row is None:
             return None
+        tenant_id = row[0]
         return Identity(
             IdentityKind.DEMO,
             f"demo:{session_id}",

@@ -10,9 +10,9 @@ decides: let the request through (default, logged) or refuse it with 503.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from limits import RateLimitItemPerMinute
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import ServiceUnavailable, TooManyRequests
@@ -24,6 +24,12 @@ from app.kit.ratelimit import WINDOW_STORE_ERRORS
 from app.kit.sql import STORE_ERRORS
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=256)
+def _per_minute(amount: int) -> RateLimitItemPerMinute:
+    """One limit item per rate (a handful: tiers × team sizes), not one per request."""
+    return RateLimitItemPerMinute(amount)
 
 
 class TierRateLimitMiddleware:
@@ -53,9 +59,7 @@ class TierRateLimitMiddleware:
         amount = gateway.tiers.rate_per_minute(identity.tier, identity.seats)
         headers: list[tuple[str, str]] = []
         try:
-            result = await gateway.window.hit(
-                RateLimitItemPerMinute(amount), "tier", identity.rate_key
-            )
+            result = await gateway.window.hit(_per_minute(amount), "tier", identity.rate_key)
         except WINDOW_STORE_ERRORS as exc:
             log.warning("rate limit store unavailable", exc_info=exc)
             if not gateway.settings.RATE_LIMIT_FAIL_OPEN:
@@ -97,14 +101,14 @@ class TierRateLimitMiddleware:
                 secure=gateway.settings.ENV != "dev" and gateway.settings.ENV != "test",
                 max_age_days=gateway.settings.DEMO_COOKIE_MAX_AGE_DAYS,
             )
+        # Raw header pairs, appended as they are: no route sets these headers itself.
+        extra = [(name.lower().encode(), value.encode()) for name, value in headers]
+        if cookie is not None:
+            extra.append(cookie)
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                mutable = MutableHeaders(scope=message)
-                for name, value in headers:
-                    mutable[name] = value
-                if cookie is not None:
-                    mutable.append(cookie[0].decode(), cookie[1].decode())
+            if message["type"] == "http.response.start" and extra:
+                message["headers"] = [*message.get("headers", ()), *extra]
             elif message["type"] == "websocket.accept" and cookie is not None:
                 message["headers"] = [*message.get("headers", []), cookie]
             await send(message)
