@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.main import create_app
+from app.maintenance import run_maintenance
 from app.models import BillingTier, ConcurrencyLease
+from app.work import Identity, IdentityKind
 from tests.gateway.conftest import PROBE_PATH, install_probe
 from tests.support.builders import client_for, register, set_tier, tenant_id_of
 from tests.support.settings import make_settings
@@ -238,21 +240,39 @@ async def test_client_disconnect_returns_the_slot(app, probe):
 
 
 @pytest.mark.parametrize("settings_overrides", [{**FAST, "LEASE_TTL_SECONDS": 60}])
-async def test_an_abandoned_lease_expires(app, client, probe):
-    # A worker that crashed left its lease behind; it expired a second ago.
+async def test_an_abandoned_lease_lapses_and_its_slot_is_taken_over(app, client, probe):
+    # A worker admitted this visitor's unit, then crashed: nobody will release its lease.
+    subject = f"anon:{_anon_fingerprint(app, client)}"
+    crashed = await app.state.quotas.admit(
+        Identity(IdentityKind.ANONYMOUS, subject, "203.0.113.10"), None, None
+    )
+    _assert_error(await client.post(PROBE_PATH), 429, "concurrency_limit")
     status = (await client.get("/api/v1/quota/status")).json()
+    assert status["concurrency"]["in_use"] == 1 and status["daily"]["used"] == 1
+
+    # LEASE_TTL_SECONDS later (the clock is moved by moving the expiry back).
     async with app.state.db.sessionmaker() as session, session.begin():
-        subject = f"subject:anon:{_anon_fingerprint(app, client)}"
-        session.add(
-            ConcurrencyLease(
-                scope=subject,
-                slot=0,
-                lease_id="crashed",
-                expires_at=datetime.now(UTC) - timedelta(seconds=1),
-            )
+        await session.execute(
+            update(ConcurrencyLease)
+            .where(ConcurrencyLease.lease_id == crashed.lease_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    assert status["concurrency"]["in_use"] == 0
+    status = (await client.get("/api/v1/quota/status")).json()
+    assert status["concurrency"] == {**status["concurrency"], "in_use": 0, "system_in_use": 0}
     assert (await client.post(PROBE_PATH)).status_code == 200
+    # The admission that found the caller's scope full deleted the lapsed lease there;
+    # its system slot (the system was not full) waits for maintenance. The crashed
+    # unit's count stays: it did start.
+    async with app.state.db.sessionmaker() as session:
+        rows = (
+            await session.execute(select(ConcurrencyLease.scope, ConcurrencyLease.lease_id))
+        ).all()
+    assert [tuple(row) for row in rows] == [("system", crashed.lease_id)]
+    assert (await run_maintenance(app.state.db, None, staging_max_age=0)).leases_deleted == 1
+    assert await _leases(app) == 0
+    assert (await client.get("/api/v1/quota/status")).json()["daily"]["used"] == 2
+    # A renewal from the crashed worker, had it come back, finds nothing to renew.
+    assert await app.state.quotas.renew(crashed.lease_id) is False
 
 
 def _anon_fingerprint(app: FastAPI, client) -> str:
