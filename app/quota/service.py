@@ -89,7 +89,9 @@ class QuotaService:
         self.settings = settings
         self.tiers = tiers
         self.credits = credits
-        self.store = QuotaStore.for_database(db)
+        self.store = QuotaStore.for_database(
+            db, synchronous_commit=settings.QUOTA_SYNCHRONOUS_COMMIT
+        )
 
     def policy(self, identity: Identity, byok: bool) -> QuotaPolicy:
         s = self.settings

@@ -159,6 +159,11 @@ async def _leases(app: FastAPI) -> int:
         return int(await session.scalar(select(func.count()).select_from(ConcurrencyLease)) or 0)
 
 
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [FAST, {**FAST, "QUOTA_SYNCHRONOUS_COMMIT": False}],
+    ids=["durable", "relaxed-commit"],
+)
 async def test_concurrency_slot_is_held_then_returned(app, client, probe):
     hold = probe.holding()
     first = asyncio.create_task(client.post(PROBE_PATH))
