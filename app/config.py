@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     LEASE_TTL_SECONDS: int = 120
     # PostgreSQL: false commits admissions and releases without waiting for the WAL
     # flush (synchronous_commit=off); a database crash may then lose the last moments'.
-    QUOTA_SYNCHRONOUS_COMMIT: bool = True
+    QUOTA_SYNCHRONOUS_COMMIT: bool = False
     FINGERPRINT_SALT: str = ""  # empty: generated like JWT_SECRET
     DEMO_COOKIE_MAX_AGE_DAYS: int = 30
 

@@ -161,8 +161,8 @@ async def _leases(app: FastAPI) -> int:
 
 @pytest.mark.parametrize(
     "settings_overrides",
-    [FAST, {**FAST, "QUOTA_SYNCHRONOUS_COMMIT": False}],
-    ids=["durable", "relaxed-commit"],
+    [FAST, {**FAST, "QUOTA_SYNCHRONOUS_COMMIT": True}],
+    ids=["relaxed-commit", "durable"],
 )
 async def test_concurrency_slot_is_held_then_returned(app, client, probe):
     hold = probe.holding()
