@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     MAX_CONCURRENT_POWER: int = 8
     MAX_CONCURRENT_TEAM: int = 8
     LEASE_TTL_SECONDS: int = 120
+    # PostgreSQL: false commits admissions and releases without waiting for the WAL
+    # flush (synchronous_commit=off); a database crash may then lose the last moments'.
+    QUOTA_SYNCHRONOUS_COMMIT: bool = False
     FINGERPRINT_SALT: str = ""  # empty: generated like JWT_SECRET
     DEMO_COOKIE_MAX_AGE_DAYS: int = 30
 

@@ -3,7 +3,8 @@
 One pass (`run_maintenance`):
 - deletes daily quota counters older than yesterday (the gate only reads today's;
   yesterday's stay for a client asking just after midnight);
-- deletes expired concurrency leases (a free slot needs no row: taking one upserts it);
+- deletes lapsed concurrency leases (a crashed worker's) and gives their slots back,
+  one short transaction per scope, then the rows of scopes that hold nothing;
 - sweeps upload staging files a crashed process left behind, older than
   `STAGING_MAX_AGE_SECONDS` and not held by an upload in progress.
 
@@ -29,7 +30,7 @@ from app.config import Settings
 from app.db import Database
 from app.kit.tasks import supervised
 from app.models.base import utcnow
-from app.quota.repository import CounterRepository, LeaseRepository
+from app.quota.repository import CounterRepository, QuotaStore
 from app.storage.streaming import sweep_staging
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,7 @@ async def run_maintenance(
     async with db.sessionmaker() as session, session.begin():
         yesterday = now.date() - timedelta(days=1)
         report.counters_pruned = await CounterRepository(session).prune_before(yesterday)
-    async with db.sessionmaker() as session, session.begin():
-        report.leases_deleted = await LeaseRepository(session).delete_expired(now)
+    report.leases_deleted = await QuotaStore.for_database(db).delete_lapsed_leases(now)
     if staging_dir is not None:
         report.staging_files_swept = await anyio.to_thread.run_sync(
             sweep_staging, staging_dir, staging_max_age

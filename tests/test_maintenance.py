@@ -1,4 +1,4 @@
-"""Housekeeping: old quota counters, expired leases and orphaned staging files go; live ones stay.
+"""Housekeeping: old quota counters, lapsed leases and orphaned staging files go; live ones stay.
 
 The pass itself on both databases, the supervised in-app task, its retry after a
 failure, and the cron command.
@@ -24,9 +24,11 @@ from app.kit.tasks import periodic
 from app.maintenance import run_maintenance
 from app.models import ConcurrencyLease, QuotaCounter, QuotaKind
 from app.models.base import utcnow
-from app.quota.repository import CounterRepository, LeaseRepository
+from app.models.quota import ConcurrencyScope
+from app.quota.repository import CounterRepository, Outcome, QuotaStore
 from app.storage.blobs import new_staging_path
 from app.storage.streaming import spool_body
+from tests.support.admissions import admission_request
 from tests.support.servers import poll
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -50,15 +52,23 @@ async def counter_days(app: FastAPI) -> set[date]:
         return set(await session.scalars(select(QuotaCounter.day)))
 
 
-async def lease_expiring(app: FastAPI, scope: str, expires_at: datetime) -> None:
-    async with app.state.db.sessionmaker() as session, session.begin():
-        lease = await LeaseRepository(session).acquire(scope, 1, utcnow(), expires_at)
-        assert lease is not None
+async def lease_expiring(app: FastAPI, scope: str, expires_at: datetime) -> str:
+    """A unit of `scope`'s caller holding a slot there and a system slot until `expires_at`."""
+    now = utcnow()
+    request = admission_request(scope, now=now, ttl=(expires_at - now).total_seconds())
+    assert await QuotaStore.for_database(app.state.db).admit(request) is Outcome.OK
+    return request.lease_id
 
 
 async def lease_scopes(app: FastAPI) -> set[str]:
     async with app.state.db.sessionmaker() as session:
         return set(await session.scalars(select(ConcurrencyLease.scope)))
+
+
+async def slots_in_use(app: FastAPI) -> dict[str, int]:
+    async with app.state.db.sessionmaker() as session:
+        rows = await session.execute(select(ConcurrencyScope.scope, ConcurrencyScope.in_use))
+    return dict(rows.tuples().all())
 
 
 def age(path: Path, seconds: float) -> None:
@@ -90,15 +100,22 @@ async def test_counters_older_than_yesterday_are_pruned(app: FastAPI, settings: 
     assert await counter_days(app) == {today, today - timedelta(days=1)}
 
 
-async def test_expired_leases_are_deleted_and_live_ones_stay(
+async def test_lapsed_leases_are_deleted_with_their_slots_and_live_ones_stay(
     app: FastAPI, settings: Settings
 ) -> None:
     now = utcnow()
-    await lease_expiring(app, "user:crashed-worker", now - timedelta(seconds=1))
-    await lease_expiring(app, "user:streaming", now + timedelta(minutes=2))
+    await lease_expiring(app, "subject:crashed-worker", now - timedelta(seconds=1))
+    await lease_expiring(app, "subject:streaming", now + timedelta(minutes=2))
+    assert await slots_in_use(app) == {
+        "subject:crashed-worker": 1,
+        "subject:streaming": 1,
+        "system": 2,
+    }
     report = await run(app, settings)
-    assert report.leases_deleted == 1
-    assert await lease_scopes(app) == {"user:streaming"}
+    assert report.leases_deleted == 2  # the crashed unit's caller and system rows
+    assert await lease_scopes(app) == {"subject:streaming", "system"}
+    # The slots came back with the rows; a scope that holds nothing has no row left.
+    assert await slots_in_use(app) == {"subject:streaming": 1, "system": 1}
 
 
 async def test_orphaned_staging_files_are_swept_and_uploads_in_progress_kept(
@@ -140,11 +157,12 @@ async def _exists_other_than(directory: Path, known: set[Path]) -> bool:
     "settings_overrides", [{"MAINTENANCE_INTERVAL_SECONDS": 0.05}], ids=["every-50ms"]
 )
 async def test_the_in_app_task_runs_the_pass(app: FastAPI) -> None:
-    await count_on(app, "ip:203.0.113.10", utcnow().date() - timedelta(days=3))
-    await lease_expiring(app, "system", utcnow() - timedelta(seconds=1))
+    old = utcnow().date() - timedelta(days=3)
+    await count_on(app, "ip:203.0.113.10", old)
+    await lease_expiring(app, "subject:gone", utcnow() - timedelta(seconds=1))
 
     async def pruned() -> bool:
-        return not await counter_days(app) and not await lease_scopes(app)
+        return old not in await counter_days(app) and not await lease_scopes(app)
 
     await poll(pruned, "the maintenance task to prune")
     task = app.state.maintenance_task

@@ -5,31 +5,48 @@ the workers (it reads which worker holds each connection from the process
 table) and proves that the limits hold for the whole deployment, not per
 worker: daily quotas, the tier rate limit, concurrency slots and credits. Then
 it SIGKILLs a worker in the middle of a stream: the dead worker's lease holds
-its slot until it lapses, and no count or credit goes astray. Last, two more
+its slot until it lapses, and no count or credit goes astray. Then two more
 independent `adiuva serve` processes join the same deployment, as other hosts
-would, and share the same limits.
+would, and share the same limits. Last, four processes hammer admission itself
+(the quota service on a database of its own) at small limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 from jose import jwt
+from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.models import BillingTier, QuotaKind
+from app.db import Database
+from app.models import BillingTier, ConcurrencyLease, QuotaKind
+from app.models.quota import ConcurrencyScope
+from app.quota.repository import Outcome, QuotaStore
 from tests.chat.support import ANNA
 from tests.chat.upstream import ServerThread, UpstreamState
+from tests.support.admission_worker import (
+    HAMMER_ADDRESS,
+    HAMMER_PROCESSES,
+    HAMMER_TASKS,
+    HAMMER_VISITORS,
+    HammerResult,
+    hammer_admission,
+)
+from tests.support.admissions import admission_request
 from tests.support.builders import Account, register
 from tests.support.cluster_db import ClusterDatabase
 from tests.support.postgres import PostgresServer, _free_port
@@ -508,3 +525,103 @@ async def test_independent_instances_share_every_limit(
         return not await db.leases(scope, live_only=False)
 
     await poll(returned, "every lease to be given back")
+
+
+# --- admission hammered by several processes at small limits ---------------------------------
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in events:  # at equal times an end (-1) sorts before a start
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.fixture
+def hammer_url(postgres_server: PostgresServer) -> Iterator[str]:
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+async def test_admission_hammered_by_several_processes_never_over_admits(
+    hammer_url: str, tmp_path: Path
+) -> None:
+    """Four processes, eight units in flight each, at a limit of 2 per visitor and 5 for the
+    system, with lapsed leases of crashed workers in the way: never more admitted at
+    once than a limit, each visitor's daily quota exact, the address's LLM budget exact,
+    and every slot back at the end."""
+    database, cluster_db = Database(hammer_url), ClusterDatabase(hammer_url)
+    try:
+        await hammer_and_check(database, cluster_db, hammer_url, tmp_path)
+    finally:
+        await cluster_db.dispose()
+        await database.dispose()
+
+
+async def hammer_and_check(
+    database: Database, cluster_db: ClusterDatabase, url: str, tmp_path: Path
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    store = QuotaStore.for_database(database)
+    # Crashed workers' leases, lapsed: three system slots, and one of a visitor's.
+    lapsed = [
+        admission_request(f"subject:crashed-{n}", now=datetime.now(UTC), ttl=-1) for n in range(3)
+    ] + [admission_request(f"subject:anon:{HAMMER_VISITORS[0]}", now=datetime.now(UTC), ttl=-1)]
+    for request in lapsed:
+        assert await store.admit(request) is Outcome.OK
+    readies = [context.Event() for _ in range(HAMMER_PROCESSES)]
+    start, results = context.Event(), context.Queue()
+    workers = [
+        context.Process(
+            target=hammer_admission,
+            args=(url, str(tmp_path / f"w{n}"), readies[n], start, results),
+        )
+        for n in range(HAMMER_PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for ready in readies:
+            assert await asyncio.to_thread(ready.wait, 120), "a worker did not start"
+        start.set()
+        outcomes: list[HammerResult] = [
+            await asyncio.to_thread(results.get, True, 300) for _ in workers
+        ]
+    finally:
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 30)
+            if worker.is_alive():
+                worker.kill()
+    held = [entry for outcome in outcomes for entry in outcome.held]
+    refusals: Counter[str] = Counter()
+    for outcome in outcomes:
+        refusals.update(outcome.refusals)
+
+    # Never more at once than a limit: per visitor, and for the whole system.
+    assert most_at_once([(a, b) for _, a, b in held]) <= 5
+    for visitor in HAMMER_VISITORS:
+        assert most_at_once([(a, b) for v, a, b in held if v == visitor]) <= 2
+    # Both limits refused units (the test was a real race), each as its own.
+    assert refusals["concurrency_limit"] > 0 and refusals["at_capacity"] > 0
+    assert refusals["daily_quota"] == HAMMER_PROCESSES * HAMMER_TASKS
+
+    # Daily quotas exact: 40 units per visitor, 10 LLM answers for the address.
+    for visitor in HAMMER_VISITORS:
+        assert sum(v == visitor for v, _, _ in held) == 40
+        assert await cluster_db.counter(f"anon:{visitor}", QuotaKind.TOTAL) == 40
+    assert sum(outcome.llm_units for outcome in outcomes) == 10
+    assert await cluster_db.counter(f"ip:{HAMMER_ADDRESS}", QuotaKind.LLM) == 10
+    visitor_llm = [
+        await cluster_db.counter(f"anon:{visitor}", QuotaKind.LLM) for visitor in HAMMER_VISITORS
+    ]
+    assert sum(visitor_llm) == 10 and max(visitor_llm) <= 5
+
+    # Every slot is back; what is left is the crashed workers' own scopes, which nobody
+    # filled, until maintenance deletes them.
+    async with cluster_db.sessionmaker() as session:
+        remaining = set(await session.scalars(select(ConcurrencyLease.scope)))
+    assert remaining == {f"subject:crashed-{n}" for n in range(3)}
+    assert await store.delete_lapsed_leases(datetime.now(UTC)) == 3
+    assert await cluster_db.lease_rows() == 0
+    async with cluster_db.sessionmaker() as session:
+        assert (await session.execute(select(ConcurrencyScope.scope))).all() == []

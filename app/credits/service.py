@@ -34,12 +34,26 @@ class CreditService:
         self.db = db
         self.settings = settings
         self.tiers = tiers
+        # Tenants this process has seen granted for `_granted_period`: their grant is
+        # in the database, so admission needs no round trip for it until next month.
+        self._granted_period: str | None = None
+        self._granted: set[uuid.UUID] = set()
 
     def credits_for(self, cost_usd: float) -> int:
         return math.ceil(round(cost_usd * self.settings.CREDITS_PER_USD, 6))
 
     async def ensure_monthly_grant(self, tenant_id: uuid.UUID, tier: BillingTier) -> None:
-        """Create the account if needed and add this month's grant once (idempotent)."""
+        """Create the account if needed and add this month's grant once (idempotent).
+
+        The database grants each period once, whichever worker asks; this process asks
+        once per tenant and month (after a grant-bearing tier's check succeeded), so a
+        metered admission costs no round trip for it on most calls.
+        """
+        period = current_period()
+        if period != self._granted_period:
+            self._granted_period, self._granted = period, set()
+        if tenant_id in self._granted:
+            return
         amount = self.tiers[tier].monthly_credits
         try:
             async with self.db.sessionmaker.begin() as session:
@@ -47,11 +61,15 @@ class CreditService:
                 await repo.ensure_account(tenant_id)
                 if amount <= 0:
                     return
-                balance = await repo.grant_for_period(tenant_id, amount, current_period())
+                balance = await repo.grant_for_period(tenant_id, amount, period)
                 if balance is not None:
                     await repo.append(tenant_id, amount, CreditReason.MONTHLY_GRANT, balance)
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
+        if amount > 0:
+            # Only now is this period's grant known to be in the database. A tier without
+            # a grant is not remembered: an upgrade later this month must still be granted.
+            self._granted.add(tenant_id)
 
     async def reserve(self, unit: UnitOfWork, credits: int) -> str:
         assert unit.tenant_id is not None

@@ -33,7 +33,6 @@ from app.kit.byok import LLM_KEY
 from app.kit.policy import RoutePolicies, method_of
 from app.kit.units import ADMITTED_UNIT, UNIT_ADMISSION
 from app.metrics import ACTIVE_UNITS, DEMO_FALLBACKS
-from app.quota.repository import Lease
 from app.quota.service import Admission
 from app.work import Charge, Identity, IdentityKind, LLMKey, UnitOfWork
 
@@ -64,11 +63,11 @@ class GatedUnit:
         ACTIVE_UNITS.inc()
         if not admission.unit.llm.use_llm:
             DEMO_FALLBACKS.labels(admission.unit.llm.fallback_reason or "unknown").inc()
-        self._renewer = asyncio.create_task(_keep_alive(self.gateway, admission.leases))
+        self._renewer = asyncio.create_task(_keep_alive(self.gateway, admission.lease_id))
         return admission.unit
 
     async def finish(self, status: int | None) -> None:
-        """End the unit: slots back first, then the counts a unit without work gives back.
+        """End the unit: its slots back, with the counts a unit without work gives back.
 
         `status` is the HTTP status or WebSocket close code it ended with; None when
         the client went away while it ran.
@@ -84,8 +83,7 @@ class GatedUnit:
             if self._renewer is not None:
                 self._renewer.cancel()
                 await asyncio.gather(self._renewer, return_exceptions=True)
-            await self.gateway.quotas.release(admission.leases)
-            await self.gateway.quotas.give_back(admission, Charge.for_status(status))
+            await self.gateway.quotas.finish(admission, Charge.for_status(status))
 
 
 class QuotaGateMiddleware:
@@ -203,12 +201,12 @@ class QuotaGateMiddleware:
                     del self.anonymous_sockets[address]
 
 
-async def _keep_alive(gateway: Gateway, leases: list[Lease]) -> None:
-    """Renew the leases while a long unit (a WebSocket stream) runs."""
+async def _keep_alive(gateway: Gateway, lease_id: str) -> None:
+    """Renew the lease while a long unit (a WebSocket stream) runs."""
     interval = max(1.0, gateway.settings.LEASE_TTL_SECONDS / 3)
     while True:
         await asyncio.sleep(interval)
         try:
-            await gateway.quotas.renew(leases)
+            await gateway.quotas.renew(lease_id)
         except Exception:
-            log.exception("could not renew concurrency leases")
+            log.exception("could not renew a concurrency lease")

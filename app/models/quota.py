@@ -31,19 +31,36 @@ class QuotaCounter(Base):
 
 
 class ConcurrencyLease(Base):
-    """One numbered concurrency slot of a scope, held until released or expired.
+    """A unit of work's hold on one concurrency scope, until released or lapsed.
 
-    A scope has `limit` slot numbers; taking a slot is one conditional upsert on
-    (scope, slot), so concurrent workers can never hold more than `limit`.
+    A unit takes one row per scope it counts against (the caller's and the system's),
+    all under one lease id. A lease is live until `expires_at`; renewals move it on.
     """
 
     __tablename__ = "concurrency_leases"
-    __table_args__ = (Index("ix_concurrency_leases_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_concurrency_leases_scope_expires_at", "scope", "expires_at"),
+        Index("ix_concurrency_leases_expires_at", "expires_at"),
+    )
+
+    lease_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ConcurrencyScope(Base):
+    """How many leases a scope holds: live ones, and lapsed ones not yet deleted.
+
+    Admission takes a slot with one conditional upsert on this row (`in_use < limit`),
+    so concurrent workers never hold more than the limit, whatever its size. A lapsed
+    lease keeps its slot until its row is deleted — by the next admission that finds
+    the scope full, or by maintenance — and the count goes down with it.
+    """
+
+    __tablename__ = "concurrency_scopes"
 
     scope: Mapped[str] = mapped_column(String(200), primary_key=True)
-    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
-    lease_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    in_use: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
 class CreditAccount(Timestamps, Base):

@@ -1,23 +1,43 @@
-"""Daily counters and concurrency leases: every change is one atomic statement.
+"""Daily counters and concurrency leases: admission and release are one transaction each.
 
-On PostgreSQL many workers and hosts share these rows; a conditional upsert
-(`INSERT … ON CONFLICT DO UPDATE … WHERE used < limit RETURNING`) admits
-exactly `limit` units however many arrive at once. SQLite serialises writers,
-which makes the same statements correct for one process.
+A scope (a caller, or the whole system) holds at most `limit` leases. Its row in
+`concurrency_scopes` counts them; taking a slot is one conditional upsert on that
+row (`INSERT … ON CONFLICT DO UPDATE … WHERE in_use < limit RETURNING`), so many
+workers and hosts at once never hold more than the limit, and the cost does not
+depend on the limit. A lease is one row per scope under the unit's lease id; a
+lapsed lease (a crashed worker's) keeps its slot until its row is deleted — by the
+first admission that finds the scope full, or by maintenance — and its count goes
+with it. Daily counters are the same conditional upsert on (subject, kind, day).
+
+On PostgreSQL the whole admission is one call of `quota_admit()` and the release one
+call of `quota_release()` (PL/pgSQL, created by migration 005), each its own
+transaction: one round trip each, through the driver's prepared statements.
+SQLite runs the same steps from here in one transaction; it serialises writers,
+which makes them correct for one process.
 """
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+import anyio
+from sqlalchemy import case, delete, func, select, tuple_, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from app.db import Database
 from app.kit.sql import upsert
-from app.models import ConcurrencyLease, QuotaCounter, QuotaKind
-from app.models.base import UTCDateTime
+from app.models import QuotaCounter, QuotaKind
+from app.models.quota import ConcurrencyLease, ConcurrencyScope
+
+LEASES = ConcurrencyLease.__table__
+SCOPES = ConcurrencyScope.__table__
+COUNTERS = QuotaCounter.__table__
 
 
 class CounterRepository:
@@ -28,144 +48,401 @@ class CounterRepository:
         """Count one unit if `used < limit`; the new count, or None when the limit is reached."""
         if limit <= 0:
             return None
-        table = QuotaCounter.__table__
         statement = (
-            upsert(self.session, table)
+            upsert(self.session, COUNTERS)
             .values(subject=subject, kind=kind, day=day, used=1)
             .on_conflict_do_update(
-                index_elements=[table.c.subject, table.c.kind, table.c.day],
-                set_={"used": table.c.used + 1},
-                where=table.c.used < limit,
+                index_elements=[COUNTERS.c.subject, COUNTERS.c.kind, COUNTERS.c.day],
+                set_={"used": COUNTERS.c.used + 1},
+                where=COUNTERS.c.used < limit,
             )
-            .returning(table.c.used)
+            .returning(COUNTERS.c.used)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
-
-    async def give_back(self, subject: str, kind: QuotaKind, day: date) -> None:
-        """Undo one `consume` (never below zero)."""
-        await self.session.execute(
-            update(QuotaCounter)
-            .where(
-                QuotaCounter.subject == subject,
-                QuotaCounter.kind == kind,
-                QuotaCounter.day == day,
-                QuotaCounter.used > 0,
-            )
-            .values(used=QuotaCounter.used - 1)
-        )
-
-    async def used(self, subject: str, kind: QuotaKind, day: date) -> int:
-        value = await self.session.scalar(
-            select(QuotaCounter.used).where(
-                QuotaCounter.subject == subject, QuotaCounter.kind == kind, QuotaCounter.day == day
-            )
-        )
-        return int(value or 0)
 
     async def prune_before(self, day: date) -> int:
         result = await self.session.execute(delete(QuotaCounter).where(QuotaCounter.day < day))
         return result.rowcount or 0
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    scope: str
-    slot: int
-    lease_id: str
+class Outcome(StrEnum):
+    """What an admission came to (the values `quota_admit()` returns)."""
+
+    OK = "ok"
+    CONCURRENCY_LIMIT = "concurrency_limit"  # refused: the caller's slots are all taken
+    AT_CAPACITY = "at_capacity"  # refused: the system's slots are all taken
+    DAILY_QUOTA = "daily_quota"  # refused: the caller's daily total is spent
+    IP_QUOTA = "ip_quota"  # refused: the address's daily total is spent
+    IP_LLM_QUOTA_EXHAUSTED = "ip_llm_quota_exhausted"  # admitted, demo fallback
+    LLM_QUOTA_EXHAUSTED = "llm_quota_exhausted"  # admitted, demo fallback
+
+    @property
+    def refused(self) -> bool:
+        return self in _REFUSALS
+
+    @property
+    def counted_llm(self) -> bool:
+        """Whether the LLM counts were taken (when the LLM is counted at all)."""
+        return self is Outcome.OK
 
 
-# Each lost race means another caller won a slot, so `limit + 1` looks always suffice.
-_MAX_ACQUIRE_ATTEMPTS = 33
-
-# Slot numbers 0..limit-1 that hold no live lease, lowest first (SQLite and PostgreSQL).
-_FIRST_FREE_SLOT = text(
-    """
-    WITH RECURSIVE slots(n) AS (
-        SELECT 0 UNION ALL SELECT n + 1 FROM slots WHERE n + 1 < :limit
-    )
-    SELECT n FROM slots
-    WHERE NOT EXISTS (
-        SELECT 1 FROM concurrency_leases AS taken
-        WHERE taken.scope = :scope AND taken.slot = slots.n AND taken.expires_at > :now
-    )
-    ORDER BY n
-    LIMIT 1
-    """
-).bindparams(
-    bindparam("scope", type_=String),
-    bindparam("limit", type_=Integer),
-    bindparam("now", type_=UTCDateTime),
+_REFUSALS = frozenset(
+    {Outcome.CONCURRENCY_LIMIT, Outcome.AT_CAPACITY, Outcome.DAILY_QUOTA, Outcome.IP_QUOTA}
 )
 
 
-class LeaseRepository:
-    """A scope has `limit` numbered slots; a slot is free when absent or expired."""
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    """Everything one admission takes, with its limits (None: no such counter)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    lease_id: str
+    scope: str
+    limit: int
+    system_scope: str
+    system_limit: int
+    now: datetime
+    expires_at: datetime
+    day: date
+    subject: str
+    daily_total: int
+    ip_subject: str
+    daily_per_ip: int | None
+    daily_llm: int | None  # None: LLM use is metered by credits, not counted
+    daily_llm_per_ip: int | None
 
-    async def acquire(
-        self, scope: str, limit: int, now: datetime, expires_at: datetime
-    ) -> Lease | None:
-        if limit <= 0:
-            return None
-        lease_id = secrets.token_hex(16)
-        table = ConcurrencyLease.__table__
-        # Find the lowest free slot with one indexed query, then take it with one upsert
-        # that only overwrites an expired lease. Losing a race to another caller means
-        # looking again; the loop ends when a slot is ours or none is free.
-        for _ in range(min(limit + 1, _MAX_ACQUIRE_ATTEMPTS)):
-            slot = await self.session.scalar(
-                _FIRST_FREE_SLOT, {"scope": scope, "limit": limit, "now": now}
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    used: int
+    llm_used: int
+    ip_used: int
+    ip_llm_used: int
+    in_use: int
+    system_in_use: int
+
+
+class QuotaStore:
+    """Admission, release and renewal of units of work, and what /quota/status reads."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def for_database(cls, db: Database, *, synchronous_commit: bool = True) -> QuotaStore:
+        if db.is_sqlite:
+            return SQLiteQuotaStore(db.engine)
+        return PostgresQuotaStore(db.engine, synchronous_commit=synchronous_commit)
+
+    async def admit(self, request: AdmissionRequest) -> Outcome:
+        raise NotImplementedError
+
+    async def release(
+        self, lease_id: str, day: date, counts: Sequence[tuple[str, QuotaKind]]
+    ) -> None:
+        """Delete the lease (its slots come back) and give back `counts` of `day`."""
+        raise NotImplementedError
+
+    async def renew(self, lease_id: str, now: datetime, expires_at: datetime) -> bool:
+        """Move a live lease's expiry on; False when it has lapsed (a lapsed lease stays so)."""
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(LEASES)
+                .where(LEASES.c.lease_id == lease_id, LEASES.c.expires_at > now)
+                .values(expires_at=expires_at)
             )
-            if slot is None:
-                return None
-            statement = (
-                upsert(self.session, table)
-                .values(scope=scope, slot=slot, lease_id=lease_id, expires_at=expires_at)
-                .on_conflict_do_update(
-                    index_elements=[table.c.scope, table.c.slot],
-                    set_={"lease_id": lease_id, "expires_at": expires_at},
-                    where=table.c.expires_at <= now,
+        return (result.rowcount or 0) > 0
+
+    async def usage(
+        self, subject: str, ip_subject: str, scope: str, system_scope: str, day: date, now: datetime
+    ) -> Usage:
+        """The day's counts and the live leases of both scopes, in one query."""
+
+        def used(who: str, kind: QuotaKind):
+            return (
+                select(COUNTERS.c.used)
+                .where(COUNTERS.c.subject == who, COUNTERS.c.kind == kind, COUNTERS.c.day == day)
+                .scalar_subquery()
+            )
+
+        def live(where: str):
+            return (
+                select(func.count())
+                .select_from(LEASES)
+                .where(LEASES.c.scope == where, LEASES.c.expires_at > now)
+                .scalar_subquery()
+            )
+
+        statement = select(
+            used(subject, QuotaKind.TOTAL),
+            used(subject, QuotaKind.LLM),
+            used(ip_subject, QuotaKind.TOTAL),
+            used(ip_subject, QuotaKind.LLM),
+            live(scope),
+            live(system_scope),
+        )
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(statement)).one()
+        return Usage(*(int(value or 0) for value in row))
+
+    async def delete_lapsed_leases(self, now: datetime) -> int:
+        """Delete lapsed leases and give their slots back; how many went.
+
+        One short transaction per scope, skipping any lease a release or renewal holds
+        at that moment; then the rows of scopes that hold nothing go too.
+        """
+        async with self.engine.connect() as connection:
+            scopes = list(
+                await connection.scalars(
+                    select(LEASES.c.scope).where(LEASES.c.expires_at <= now).distinct()
                 )
-                .returning(table.c.slot)
             )
-            if (await self.session.execute(statement)).scalar_one_or_none() is not None:
-                return Lease(scope, slot, lease_id)
-        return None
+        deleted = 0
+        for scope in scopes:
+            async with self.engine.begin() as connection:
+                lapsed = await _delete_lapsed(connection, scope, now)
+                if lapsed:
+                    await connection.execute(
+                        update(SCOPES)
+                        .where(SCOPES.c.scope == scope)
+                        .values(
+                            in_use=case(
+                                (SCOPES.c.in_use > lapsed, SCOPES.c.in_use - lapsed), else_=0
+                            )
+                        )
+                    )
+                deleted += lapsed
+        async with self.engine.begin() as connection:
+            await connection.execute(delete(SCOPES).where(SCOPES.c.in_use <= 0))
+        return deleted
 
-    async def release(self, lease: Lease) -> None:
-        await self.session.execute(
-            delete(ConcurrencyLease).where(
-                ConcurrencyLease.scope == lease.scope,
-                ConcurrencyLease.slot == lease.slot,
-                ConcurrencyLease.lease_id == lease.lease_id,
+
+async def _delete_lapsed(connection: AsyncConnection, scope: str, now: datetime) -> int:
+    # FOR UPDATE SKIP LOCKED on PostgreSQL (nothing on SQLite, which has one writer).
+    lapsed = (
+        select(LEASES.c.lease_id, LEASES.c.scope)
+        .where(LEASES.c.scope == scope, LEASES.c.expires_at <= now)
+        .with_for_update(skip_locked=True)
+    )
+    result = await connection.execute(
+        delete(LEASES).where(tuple_(LEASES.c.lease_id, LEASES.c.scope).in_(lapsed))
+    )
+    return result.rowcount or 0
+
+
+# --- PostgreSQL: one statement each ---------------------------------------------------------
+_ADMIT = "SELECT quota_admit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+_RELEASE = "SELECT quota_release($1, $2, $3, $4, $5)"
+
+
+class QuotaStoreError(SQLAlchemyError):
+    """The driver failed on the one-statement path (a store error, like SQLAlchemy's own)."""
+
+
+class PostgresQuotaStore(QuotaStore):
+    """Admission and release straight through asyncpg on a pooled connection.
+
+    Each call is one `Bind/Execute/Sync` of a statement asyncpg prepared once on that
+    connection (its statement cache), outside any transaction block: the function
+    call is its own transaction, with no BEGIN or COMMIT round trip. Going past
+    SQLAlchemy's execution layer here halves the Python time per unit of work.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, synchronous_commit: bool = True) -> None:
+        super().__init__(engine)
+        self.synchronous_commit = synchronous_commit
+
+    async def admit(self, request: AdmissionRequest) -> Outcome:
+        outcome = await self._call(
+            _ADMIT,
+            request.lease_id,
+            request.scope,
+            request.limit,
+            request.system_scope,
+            request.system_limit,
+            request.now,
+            request.expires_at,
+            request.day,
+            request.subject,
+            request.daily_total,
+            request.ip_subject,
+            request.daily_per_ip,
+            request.daily_llm,
+            request.daily_llm_per_ip,
+            self.synchronous_commit,
+        )
+        return Outcome(outcome)
+
+    async def release(
+        self, lease_id: str, day: date, counts: Sequence[tuple[str, QuotaKind]]
+    ) -> None:
+        await self._call(
+            _RELEASE,
+            lease_id,
+            day,
+            [subject for subject, _ in counts],
+            [kind.value for _, kind in counts],
+            self.synchronous_commit,
+        )
+
+    async def _call(self, statement: str, *arguments: object) -> Any:
+        async with self.engine.connect() as connection:
+            pooled = await connection.get_raw_connection()
+            try:
+                return await pooled.driver_connection.fetchval(statement, *arguments)
+            except Exception as exc:
+                if not _answered_by_the_server(exc):
+                    await _discard(connection)
+                raise QuotaStoreError(f"{type(exc).__name__} in {statement.split('(')[0]}") from exc
+            except BaseException:
+                # Cancelled mid-statement: the connection's state is unknown.
+                await _discard(connection)
+                raise
+
+
+def _answered_by_the_server(exc: Exception) -> bool:
+    """An error PostgreSQL reported on a connection that stays usable."""
+    import asyncpg  # the PostgreSQL driver; SQLite deployments never get here
+
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.PostgresConnectionError
+    )
+
+
+async def _discard(connection: AsyncConnection) -> None:
+    with anyio.CancelScope(shield=True):
+        await connection.invalidate()
+
+
+# --- SQLite: the same steps in one transaction ----------------------------------------------
+class SQLiteQuotaStore(QuotaStore):
+    async def admit(self, request: AdmissionRequest) -> Outcome:
+        async with self.engine.connect() as connection:
+            transaction = await connection.begin()
+            try:
+                outcome = await _admit(connection, request)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            # A refusal takes nothing: everything it counted goes with the rollback.
+            if outcome.refused:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+            return outcome
+
+    async def release(
+        self, lease_id: str, day: date, counts: Sequence[tuple[str, QuotaKind]]
+    ) -> None:
+        async with self.engine.begin() as connection:
+            gone = await connection.scalars(
+                delete(LEASES).where(LEASES.c.lease_id == lease_id).returning(LEASES.c.scope)
             )
-        )
+            for scope in sorted(gone):
+                await _free_slot(connection, scope)
+            for subject, kind in counts:
+                await _uncount(connection, subject, kind, day)
 
-    async def renew(self, lease: Lease, expires_at: datetime) -> bool:
-        result = await self.session.execute(
-            update(ConcurrencyLease)
-            .where(
-                ConcurrencyLease.scope == lease.scope,
-                ConcurrencyLease.slot == lease.slot,
-                ConcurrencyLease.lease_id == lease.lease_id,
-            )
-            .values(expires_at=expires_at)
-        )
-        return (result.rowcount or 0) == 1
 
-    async def delete_expired(self, now: datetime) -> int:
-        """Remove lapsed leases (their slots are free either way); how many went."""
-        result = await self.session.execute(
-            delete(ConcurrencyLease).where(ConcurrencyLease.expires_at <= now)
-        )
-        return result.rowcount or 0
+async def _admit(connection: AsyncConnection, r: AdmissionRequest) -> Outcome:
+    """`quota_admit()` step by step; the caller rolls a refusal back."""
+    if not await _take_slot(connection, r.scope, r.limit, r.now):
+        return Outcome.CONCURRENCY_LIMIT
+    if not await _take_slot(connection, r.system_scope, r.system_limit, r.now):
+        return Outcome.AT_CAPACITY
+    if not await _count(connection, r.subject, QuotaKind.TOTAL, r.day, r.daily_total):
+        return Outcome.DAILY_QUOTA
+    if r.daily_per_ip is not None and not await _count(
+        connection, r.ip_subject, QuotaKind.TOTAL, r.day, r.daily_per_ip
+    ):
+        return Outcome.IP_QUOTA
+    await connection.execute(
+        LEASES.insert(),
+        [
+            {"lease_id": r.lease_id, "scope": r.scope, "expires_at": r.expires_at},
+            {"lease_id": r.lease_id, "scope": r.system_scope, "expires_at": r.expires_at},
+        ],
+    )
+    if r.daily_llm is None:
+        return Outcome.OK
+    # The address's LLM budget first: a fresh visitor id cannot add to it.
+    if r.daily_llm_per_ip is not None and not await _count(
+        connection, r.ip_subject, QuotaKind.LLM, r.day, r.daily_llm_per_ip
+    ):
+        return Outcome.IP_LLM_QUOTA_EXHAUSTED
+    if not await _count(connection, r.subject, QuotaKind.LLM, r.day, r.daily_llm):
+        if r.daily_llm_per_ip is not None:
+            await _uncount(connection, r.ip_subject, QuotaKind.LLM, r.day)
+        return Outcome.LLM_QUOTA_EXHAUSTED
+    return Outcome.OK
 
-    async def in_use(self, scope: str, now: datetime) -> int:
-        value = await self.session.scalar(
-            select(func.count())
-            .select_from(ConcurrencyLease)
-            .where(ConcurrencyLease.scope == scope, ConcurrencyLease.expires_at > now)
+
+async def _take_slot(connection: AsyncConnection, scope: str, limit: int, now: datetime) -> bool:
+    if limit <= 0:
+        return False
+    taken = await connection.scalar(
+        sqlite.insert(SCOPES)
+        .values(scope=scope, in_use=1)
+        .on_conflict_do_update(
+            index_elements=[SCOPES.c.scope],
+            set_={"in_use": SCOPES.c.in_use + 1},
+            where=SCOPES.c.in_use < limit,
         )
-        return int(value or 0)
+        .returning(SCOPES.c.in_use)
+    )
+    if taken is not None:
+        return True
+    # Full: free the slots of lapsed leases (a crashed worker's), then look again.
+    lapsed = await _delete_lapsed(connection, scope, now)
+    if not lapsed:
+        return False
+    held = await connection.scalar(
+        update(SCOPES)
+        .where(SCOPES.c.scope == scope)
+        .values(in_use=case((SCOPES.c.in_use > lapsed, SCOPES.c.in_use - lapsed), else_=0))
+        .returning(SCOPES.c.in_use)
+    )
+    if held is None or held >= limit:
+        return False
+    await connection.execute(
+        update(SCOPES).where(SCOPES.c.scope == scope).values(in_use=SCOPES.c.in_use + 1)
+    )
+    return True
+
+
+async def _free_slot(connection: AsyncConnection, scope: str) -> None:
+    await connection.execute(
+        update(SCOPES)
+        .where(SCOPES.c.scope == scope, SCOPES.c.in_use > 0)
+        .values(in_use=SCOPES.c.in_use - 1)
+    )
+
+
+async def _count(
+    connection: AsyncConnection, subject: str, kind: QuotaKind, day: date, limit: int
+) -> bool:
+    if limit <= 0:
+        return False
+    used = await connection.scalar(
+        sqlite.insert(COUNTERS)
+        .values(subject=subject, kind=kind, day=day, used=1)
+        .on_conflict_do_update(
+            index_elements=[COUNTERS.c.subject, COUNTERS.c.kind, COUNTERS.c.day],
+            set_={"used": COUNTERS.c.used + 1},
+            where=COUNTERS.c.used < limit,
+        )
+        .returning(COUNTERS.c.used)
+    )
+    return used is not None
+
+
+async def _uncount(connection: AsyncConnection, subject: str, kind: QuotaKind, day: date) -> None:
+    await connection.execute(
+        update(COUNTERS)
+        .where(
+            COUNTERS.c.subject == subject,
+            COUNTERS.c.kind == kind,
+            COUNTERS.c.day == day,
+            COUNTERS.c.used > 0,
+        )
+        .values(used=COUNTERS.c.used - 1)
+    )

@@ -2,15 +2,20 @@
 
 A unit of work is a chat request (REST or WebSocket) or a demo example run.
 The gate asks `QuotaService.admit()`; it answers with an `Admission` (the
-`UnitOfWork` for the chat layer plus the leases to give back) or raises
-429 / 503. The quota store failing means 503: quotas fail closed.
+`UnitOfWork` for the chat layer plus the lease and counts to give back) or raises
+429 / 503, and ends the unit with `QuotaService.finish()`. Each is one round trip
+to the quota store on PostgreSQL (see app/quota/repository.py). The quota store
+failing means 503: quotas fail closed.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+
+import anyio
 
 from app.billing.tiers import TierTable
 from app.config import Settings
@@ -19,7 +24,7 @@ from app.db import Database
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.kit.sql import STORE_ERRORS
 from app.models import QuotaKind
-from app.quota.repository import CounterRepository, Lease, LeaseRepository
+from app.quota.repository import AdmissionRequest, Outcome, QuotaStore
 from app.quota.schemas import Allowance, Concurrency, LLMAllowance, QuotaStatus
 from app.work import Charge, Identity, IdentityKind, LLMGrant, LLMKey, UnitOfWork
 
@@ -49,7 +54,7 @@ class Count:
 @dataclass(slots=True)
 class Admission:
     unit: UnitOfWork
-    leases: list[Lease]
+    lease_id: str  # the caller's slot and a system slot, until finished or lapsed
     counts: list[Count]
 
 
@@ -84,6 +89,9 @@ class QuotaService:
         self.settings = settings
         self.tiers = tiers
         self.credits = credits
+        self.store = QuotaStore.for_database(
+            db, synchronous_commit=settings.QUOTA_SYNCHRONOUS_COMMIT
+        )
 
     def policy(self, identity: Identity, byok: bool) -> QuotaPolicy:
         s = self.settings
@@ -110,23 +118,53 @@ class QuotaService:
     async def admit(
         self, identity: Identity, llm_key: LLMKey | None, request_id: str | None
     ) -> Admission:
+        """The caller's slot, a system slot and the day's counts, atomically (one round trip)."""
         policy = self.policy(identity, llm_key is not None)
-        leases: list[Lease] = []
+        now = datetime.now(UTC)
+        request = AdmissionRequest(
+            lease_id=secrets.token_hex(16),
+            scope=lease_scope(identity),
+            limit=policy.concurrent,
+            system_scope=SYSTEM_SCOPE,
+            system_limit=self.settings.MAX_CONCURRENT_TASK_TREES,
+            now=now,
+            expires_at=now + timedelta(seconds=self.settings.LEASE_TTL_SECONDS),
+            day=utc_today(now),
+            subject=identity.subject,
+            daily_total=policy.daily_total,
+            ip_subject=ip_subject(identity),
+            daily_per_ip=policy.daily_per_ip,
+            daily_llm=policy.daily_llm,
+            daily_llm_per_ip=policy.daily_llm_per_ip,
+        )
         try:
-            leases = await self._take_slots(identity, policy)
-            counts, reason = await self._count(identity, policy)
-            use_llm = reason is None
-            metered = (
-                identity.kind is IdentityKind.USER and policy.daily_llm is None and llm_key is None
-            )
-            if metered:
-                assert identity.tenant_id is not None
-                await self.credits.ensure_monthly_grant(identity.tenant_id, identity.tier)
+            outcome = await self.store.admit(request)
+        except STORE_ERRORS as exc:
+            raise _unavailable(exc) from exc
         except BaseException:
-            await self.release(leases)
+            # Cancelled while the statement ran: it may have taken the slots. The lease
+            # id is ours, so they can be given back (the counts, if any, stay taken).
+            with anyio.CancelScope(shield=True):
+                await self._release(request.lease_id, request.day, [])
             raise
+        if outcome.refused:
+            raise self._refusal(outcome, policy)
+        counts = _counted(request, outcome)
+        metered = (
+            identity.kind is IdentityKind.USER and policy.daily_llm is None and llm_key is None
+        )
+        if metered:
+            assert identity.tenant_id is not None
+            try:
+                await self.credits.ensure_monthly_grant(identity.tenant_id, identity.tier)
+            except BaseException:
+                # No work was done: the slots and every count go back.
+                with anyio.CancelScope(shield=True):
+                    await self._release(request.lease_id, request.day, counts)
+                raise
+        reason = None if outcome is Outcome.OK else outcome.value
         grant = LLMGrant(
-            use_llm=use_llm,
+            use_llm=reason is None,
             api_key=llm_key.key if llm_key else None,
             provider=llm_key.provider if llm_key else None,
             metered=metered,
@@ -143,104 +181,55 @@ class QuotaService:
             accountant=self.credits if metered else None,
             default_estimate=self.settings.CREDIT_RESERVE_ESTIMATE,
         )
-        return Admission(unit, leases, counts)
+        return Admission(unit, request.lease_id, counts)
 
-    async def _take_slots(self, identity: Identity, policy: QuotaPolicy) -> list[Lease]:
-        """The caller's slot and a system slot, in one short transaction (both or neither)."""
+    def _refusal(
+        self, outcome: Outcome, policy: QuotaPolicy
+    ) -> TooManyRequests | ServiceUnavailable:
+        if outcome is Outcome.CONCURRENCY_LIMIT:
+            return TooManyRequests(
+                f"Too many requests running at once for this caller "
+                f"(limit {policy.concurrent}); wait for one to finish.",
+                error="concurrency_limit",
+                retry_after=5,
+            )
+        if outcome is Outcome.AT_CAPACITY:
+            return ServiceUnavailable(
+                "The service is at capacity; try again in a few seconds.",
+                error="at_capacity",
+                headers={"Retry-After": "5"},
+            )
+        if outcome is Outcome.DAILY_QUOTA:
+            return self._daily_refusal(
+                f"Daily quota of {policy.daily_total} requests reached", "daily_quota"
+            )
+        return self._daily_refusal(
+            f"Daily quota of {policy.daily_per_ip} requests per address reached", "ip_quota"
+        )
+
+    async def finish(self, admission: Admission, charge: Charge) -> None:
+        """Give the slots back, and the counts a unit without work returns, in one round trip."""
+        counts = admission.counts
+        if charge is Charge.FULL:
+            counts = []
+        elif charge is Charge.NO_LLM:
+            counts = [count for count in counts if count.kind is QuotaKind.LLM]
+        day = admission.counts[0].day if admission.counts else utc_today()
+        await self._release(admission.lease_id, day, counts)
+
+    async def _release(self, lease_id: str, day: date, counts: list[Count]) -> None:
+        try:
+            await self.store.release(lease_id, day, [(c.subject, c.kind) for c in counts])
+        except STORE_ERRORS:
+            # The lease lapses by itself after LEASE_TTL_SECONDS; the counts stay taken
+            # (the next day resets them anyway).
+            log.exception("could not release a unit of work's lease")
+
+    async def renew(self, lease_id: str) -> bool:
+        """Keep a running unit's lease live; False when it had lapsed (its slots may be gone)."""
         now = datetime.now(UTC)
         expires_at = now + timedelta(seconds=self.settings.LEASE_TTL_SECONDS)
-        try:
-            async with self.db.sessionmaker.begin() as session:
-                leases = LeaseRepository(session)
-                own = await leases.acquire(
-                    lease_scope(identity), policy.concurrent, now, expires_at
-                )
-                if own is None:
-                    raise TooManyRequests(
-                        f"Too many requests running at once for this caller "
-                        f"(limit {policy.concurrent}); wait for one to finish.",
-                        error="concurrency_limit",
-                        retry_after=5,
-                    )
-                system = await leases.acquire(
-                    SYSTEM_SCOPE, self.settings.MAX_CONCURRENT_TASK_TREES, now, expires_at
-                )
-                if system is None:
-                    raise ServiceUnavailable(
-                        "The service is at capacity; try again in a few seconds.",
-                        error="at_capacity",
-                        headers={"Retry-After": "5"},
-                    )
-                return [own, system]
-        except STORE_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def _count(
-        self, identity: Identity, policy: QuotaPolicy
-    ) -> tuple[list[Count], str | None]:
-        """Take the unit's daily counts in one transaction: all of them, or none.
-
-        Returns what was counted and, when the unit must use the demo fallback, why.
-        """
-        today = utc_today()
-        counts: list[Count] = []
-        try:
-            async with self.db.sessionmaker.begin() as session:
-                counters = CounterRepository(session)
-
-                async def take(subject: str, kind: QuotaKind, limit: int) -> bool:
-                    if await counters.consume(subject, kind, today, limit) is None:
-                        return False
-                    counts.append(Count(subject, kind, today))
-                    return True
-
-                # A refusal raises, which rolls back the counts already taken.
-                if not await take(identity.subject, QuotaKind.TOTAL, policy.daily_total):
-                    raise self._daily_refusal(
-                        f"Daily quota of {policy.daily_total} requests reached", "daily_quota"
-                    )
-                if policy.daily_per_ip is not None and not await take(
-                    ip_subject(identity), QuotaKind.TOTAL, policy.daily_per_ip
-                ):
-                    raise self._daily_refusal(
-                        f"Daily quota of {policy.daily_per_ip} requests per address reached",
-                        "ip_quota",
-                    )
-                if policy.daily_llm is None:
-                    return counts, None
-                # The address's LLM budget first: a fresh visitor id cannot add to it.
-                if policy.daily_llm_per_ip is not None and not await take(
-                    ip_subject(identity), QuotaKind.LLM, policy.daily_llm_per_ip
-                ):
-                    return counts, "ip_llm_quota_exhausted"
-                if not await take(identity.subject, QuotaKind.LLM, policy.daily_llm):
-                    await self._give_back(counters, [c for c in counts if c.kind is QuotaKind.LLM])
-                    counts = [c for c in counts if c.kind is not QuotaKind.LLM]
-                    return counts, "llm_quota_exhausted"
-                return counts, None
-        except STORE_ERRORS as exc:
-            raise _unavailable(exc) from exc
-
-    async def give_back(self, admission: Admission, charge: Charge) -> None:
-        """Return the counts of a unit that did no work (or failed on our side), atomically."""
-        if charge is Charge.FULL:
-            return
-        counts = admission.counts
-        if charge is Charge.NO_LLM:
-            counts = [count for count in counts if count.kind is QuotaKind.LLM]
-        if not counts:
-            return
-        try:
-            async with self.db.sessionmaker.begin() as session:
-                await self._give_back(CounterRepository(session), counts)
-        except STORE_ERRORS:
-            # The caller keeps the count: logged, and the next day resets it anyway.
-            log.exception("could not give back the counts of a refused unit of work")
-
-    @staticmethod
-    async def _give_back(counters: CounterRepository, counts: list[Count]) -> None:
-        for count in counts:
-            await counters.give_back(count.subject, count.kind, count.day)
+        return await self.store.renew(lease_id, now, expires_at)
 
     @staticmethod
     def _daily_refusal(text: str, code: str) -> TooManyRequests:
@@ -254,20 +243,21 @@ class QuotaService:
 
     async def status(self, identity: Identity, *, premium: bool) -> QuotaStatus:
         policy = self.policy(identity, premium)
-        today, now = utc_today(), datetime.now(UTC)
+        now = datetime.now(UTC)
         try:
-            async with self.db.sessionmaker() as session:
-                counters, leases = CounterRepository(session), LeaseRepository(session)
-                used = await counters.used(identity.subject, QuotaKind.TOTAL, today)
-                llm_used = await counters.used(identity.subject, QuotaKind.LLM, today)
-                ip_used = await counters.used(ip_subject(identity), QuotaKind.TOTAL, today)
-                ip_llm_used = await counters.used(ip_subject(identity), QuotaKind.LLM, today)
-                in_use = await leases.in_use(lease_scope(identity), now)
-                system_in_use = await leases.in_use(SYSTEM_SCOPE, now)
+            usage = await self.store.usage(
+                identity.subject,
+                ip_subject(identity),
+                lease_scope(identity),
+                SYSTEM_SCOPE,
+                utc_today(now),
+                now,
+            )
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
+        used, llm_used = usage.used, usage.llm_used
         llm_remaining = None if policy.daily_llm is None else max(0, policy.daily_llm - llm_used)
-        per_ip_llm = _allowance(policy.daily_llm_per_ip, ip_llm_used)
+        per_ip_llm = _allowance(policy.daily_llm_per_ip, usage.ip_llm_used)
         return QuotaStatus(
             identity=identity.kind.value,
             tier=identity.tier,
@@ -284,36 +274,30 @@ class QuotaService:
                 remaining=llm_remaining,
                 metered_by_credits=policy.daily_llm is None,
             ),
-            per_ip=_allowance(policy.daily_per_ip, ip_used),
+            per_ip=_allowance(policy.daily_per_ip, usage.ip_used),
             per_ip_llm=per_ip_llm,
             concurrency=Concurrency(
                 limit=policy.concurrent,
-                in_use=in_use,
+                in_use=usage.in_use,
                 system_limit=self.settings.MAX_CONCURRENT_TASK_TREES,
-                system_in_use=system_in_use,
+                system_in_use=usage.system_in_use,
             ),
             rate_limit_per_minute=self.tiers.rate_per_minute(identity.tier, identity.seats),
             reset_at=next_reset(now),
         )
 
-    async def release(self, leases: list[Lease]) -> None:
-        if not leases:
-            return
-        try:
-            async with self.db.sessionmaker.begin() as session:
-                repo = LeaseRepository(session)
-                for lease in leases:
-                    await repo.release(lease)
-        except STORE_ERRORS:
-            # The leases expire by themselves after LEASE_TTL_SECONDS.
-            log.exception("could not release concurrency leases")
 
-    async def renew(self, leases: list[Lease]) -> None:
-        expires_at = datetime.now(UTC) + timedelta(seconds=self.settings.LEASE_TTL_SECONDS)
-        async with self.db.sessionmaker.begin() as session:
-            repo = LeaseRepository(session)
-            for lease in leases:
-                await repo.renew(lease, expires_at)
+def _counted(request: AdmissionRequest, outcome: Outcome) -> list[Count]:
+    """The counts an admitted unit took, in the order it took them."""
+    day = request.day
+    counts = [Count(request.subject, QuotaKind.TOTAL, day)]
+    if request.daily_per_ip is not None:
+        counts.append(Count(request.ip_subject, QuotaKind.TOTAL, day))
+    if request.daily_llm is not None and outcome.counted_llm:
+        if request.daily_llm_per_ip is not None:
+            counts.append(Count(request.ip_subject, QuotaKind.LLM, day))
+        counts.append(Count(request.subject, QuotaKind.LLM, day))
+    return counts
 
 
 def _allowance(limit: int | None, used: int) -> Allowance | None:

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from app.main import create_app
-from app.models import BillingTier, ConcurrencyLease
+from app.maintenance import run_maintenance
+from app.models import BillingTier, ConcurrencyLease, CreditLedgerEntry, CreditReason
+from app.work import Identity, IdentityKind
 from tests.gateway.conftest import PROBE_PATH, install_probe
 from tests.support.builders import client_for, register, set_tier, tenant_id_of
 from tests.support.settings import make_settings
@@ -157,6 +159,11 @@ async def _leases(app: FastAPI) -> int:
         return int(await session.scalar(select(func.count()).select_from(ConcurrencyLease)) or 0)
 
 
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [FAST, {**FAST, "QUOTA_SYNCHRONOUS_COMMIT": True}],
+    ids=["relaxed-commit", "durable"],
+)
 async def test_concurrency_slot_is_held_then_returned(app, client, probe):
     hold = probe.holding()
     first = asyncio.create_task(client.post(PROBE_PATH))
@@ -238,21 +245,39 @@ async def test_client_disconnect_returns_the_slot(app, probe):
 
 
 @pytest.mark.parametrize("settings_overrides", [{**FAST, "LEASE_TTL_SECONDS": 60}])
-async def test_an_abandoned_lease_expires(app, client, probe):
-    # A worker that crashed left its lease behind; it expired a second ago.
+async def test_an_abandoned_lease_lapses_and_its_slot_is_taken_over(app, client, probe):
+    # A worker admitted this visitor's unit, then crashed: nobody will release its lease.
+    subject = f"anon:{_anon_fingerprint(app, client)}"
+    crashed = await app.state.quotas.admit(
+        Identity(IdentityKind.ANONYMOUS, subject, "203.0.113.10"), None, None
+    )
+    _assert_error(await client.post(PROBE_PATH), 429, "concurrency_limit")
     status = (await client.get("/api/v1/quota/status")).json()
+    assert status["concurrency"]["in_use"] == 1 and status["daily"]["used"] == 1
+
+    # LEASE_TTL_SECONDS later (the clock is moved by moving the expiry back).
     async with app.state.db.sessionmaker() as session, session.begin():
-        subject = f"subject:anon:{_anon_fingerprint(app, client)}"
-        session.add(
-            ConcurrencyLease(
-                scope=subject,
-                slot=0,
-                lease_id="crashed",
-                expires_at=datetime.now(UTC) - timedelta(seconds=1),
-            )
+        await session.execute(
+            update(ConcurrencyLease)
+            .where(ConcurrencyLease.lease_id == crashed.lease_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    assert status["concurrency"]["in_use"] == 0
+    status = (await client.get("/api/v1/quota/status")).json()
+    assert status["concurrency"] == {**status["concurrency"], "in_use": 0, "system_in_use": 0}
     assert (await client.post(PROBE_PATH)).status_code == 200
+    # The admission that found the caller's scope full deleted the lapsed lease there;
+    # its system slot (the system was not full) waits for maintenance. The crashed
+    # unit's count stays: it did start.
+    async with app.state.db.sessionmaker() as session:
+        rows = (
+            await session.execute(select(ConcurrencyLease.scope, ConcurrencyLease.lease_id))
+        ).all()
+    assert [tuple(row) for row in rows] == [("system", crashed.lease_id)]
+    assert (await run_maintenance(app.state.db, None, staging_max_age=0)).leases_deleted == 1
+    assert await _leases(app) == 0
+    assert (await client.get("/api/v1/quota/status")).json()["daily"]["used"] == 2
+    # A renewal from the crashed worker, had it come back, finds nothing to renew.
+    assert await app.state.quotas.renew(crashed.lease_id) is False
 
 
 def _anon_fingerprint(app: FastAPI, client) -> str:
@@ -338,3 +363,96 @@ async def probe_unavailable_app(settings):
     install_probe(application)
     async with application.router.lifespan_context(application):
         yield application
+
+
+async def _grants(app: FastAPI, tenant_id) -> list[int]:
+    async with app.state.db.sessionmaker() as session:
+        return list(
+            await session.scalars(
+                select(CreditLedgerEntry.delta).where(
+                    CreditLedgerEntry.tenant_id == tenant_id,
+                    CreditLedgerEntry.reason == CreditReason.MONTHLY_GRANT,
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize("settings_overrides", [{**FAST, "CREDIT_MONTHLY_GRANT_PRO": 300}])
+async def test_the_monthly_grant_costs_a_metered_admission_one_check_a_month(
+    app, client, probe, monkeypatch
+):
+    account = await register(client)
+    tenant_id = await tenant_id_of(client, account)
+    await set_tier(app, tenant_id, BillingTier.PRO)
+    touched: list[str] = []
+
+    def on_cursor(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "credit_" in statement:
+            touched.append(statement)
+
+    engine = app.state.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_cursor)
+    try:
+        first = await client.post(PROBE_PATH, headers=account.headers)
+        assert first.json()["metered"] is True
+        checked = len(touched)
+        assert checked > 0
+        for _ in range(4):
+            assert (await client.post(PROBE_PATH, headers=account.headers)).status_code == 200
+        assert len(touched) == checked  # known granted this month: no round trip
+        assert await _grants(app, tenant_id) == [300]
+
+        # A new month: the first metered unit grants it, once.
+        monkeypatch.setattr("app.credits.service.current_period", lambda: "2999-01")
+        assert (await client.post(PROBE_PATH, headers=account.headers)).status_code == 200
+        checked = len(touched)
+        for _ in range(3):
+            assert (await client.post(PROBE_PATH, headers=account.headers)).status_code == 200
+        assert len(touched) == checked
+    finally:
+        event.remove(engine, "before_cursor_execute", on_cursor)
+    assert await _grants(app, tenant_id) == [300, 300]
+
+
+async def test_a_free_tenant_upgraded_mid_month_still_gets_its_grant(app, client, probe):
+    account = await register(client)
+    tenant_id = await tenant_id_of(client, account)
+    # The credits page asks for the grant of a tier that has none.
+    assert (await client.get("/api/v1/credits", headers=account.headers)).status_code == 200
+    assert await _grants(app, tenant_id) == []
+    await set_tier(app, tenant_id, BillingTier.PRO)
+    assert (await client.post(PROBE_PATH, headers=account.headers)).json()["metered"] is True
+    assert await _grants(app, tenant_id) == [app.state.settings.CREDIT_MONTHLY_GRANT_PRO]
+
+
+async def test_workers_each_check_the_grant_and_it_is_granted_once(database_url, tmp_path):
+    """Metered units on three app instances (three processes' worth of caches) at once."""
+    overrides = {
+        **FAST,
+        "MAX_CONCURRENT_PRO": 100,
+        "MAX_CONCURRENT_TASK_TREES": 100,
+        "CREDIT_MONTHLY_GRANT_PRO": 300,
+    }
+    apps = [
+        create_app(make_settings(database_url, tmp_path / f"d{n}", **overrides)) for n in range(3)
+    ]
+    for application in apps:
+        install_probe(application)
+    contexts = [application.router.lifespan_context(application) for application in apps]
+    for context in contexts:
+        await context.__aenter__()
+    clients = [client_for(application) for application in apps]
+    try:
+        account = await register(clients[0])
+        tenant_id = await tenant_id_of(clients[0], account)
+        await set_tier(apps[0], tenant_id, BillingTier.PRO)
+        responses = await asyncio.gather(
+            *(clients[n % 3].post(PROBE_PATH, headers=account.headers) for n in range(24))
+        )
+        assert [r.status_code for r in responses] == [200] * 24
+        assert await _grants(apps[0], tenant_id) == [300]
+    finally:
+        for c in clients:
+            await c.aclose()
+        for context in contexts:
+            await context.__aexit__(None, None, None)
