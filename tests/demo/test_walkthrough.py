@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from app.config import Settings
+from tests.support.servers import START_DEADLINE
 from tests.support.storage import free_port
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -27,7 +28,6 @@ pytestmark = pytest.mark.usefixtures("backend")
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- walkthrough"
 README_HOST = "localhost:8000"
-START_TIMEOUT = 60.0
 
 
 def walkthrough_block(readme: str) -> str:
@@ -68,7 +68,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[str]:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + START_DEADLINE
         while True:
             assert process.poll() is None, (tmp_path / "server.log").read_text()
             try:
