@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import Depends, Request, status
 
 from app.auth.dependencies import (
     CurrentPrincipal,
@@ -16,8 +16,9 @@ from app.db import SessionDep
 from app.errors import error_responses
 from app.kit.deps import ClientIPDep, SettingsDep
 from app.kit.policy import gateway_policy
+from app.kit.routing import DomainRouter
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = DomainRouter(prefix="/auth", tags=["auth"])
 
 
 def get_auth_service(

@@ -4,7 +4,7 @@ import uuid
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentPrincipal
@@ -12,12 +12,13 @@ from app.backup.dependencies import BackupServiceDep
 from app.backup.schemas import BackupHistory, BackupInfo
 from app.errors import error_responses
 from app.kit.policy import BodyKind, gateway_policy
+from app.kit.routing import DomainRouter
 from app.models import BackupMetadata
 from app.storage.endpoints import BYTES_RESPONSE, RAW_BODY
 from app.storage.schemas import CHECKSUM_PATTERN
 from app.storage.service import Owner
 
-router = APIRouter(prefix="/backup", tags=["backup"])
+router = DomainRouter(prefix="/backup", tags=["backup"])
 
 
 def _headers(backup: BackupMetadata) -> dict[str, str]:

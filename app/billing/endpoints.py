@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 
 from app.auth.dependencies import CurrentPrincipal
 from app.billing.dependencies import BillingServiceDep
 from app.billing.schemas import CheckoutRequest, CheckoutResponse, SubscriptionRead, WebhookAck
 from app.errors import error_responses
 from app.kit.policy import BodyKind, gateway_policy
+from app.kit.routing import DomainRouter
 
-router = APIRouter(prefix="/billing", tags=["billing"])
+router = DomainRouter(prefix="/billing", tags=["billing"])
 
 
 @router.post(

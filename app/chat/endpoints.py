@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi import Request, Response, WebSocket
 
 from app.chat import service
 from app.chat.errors import UPSTREAM_RESPONSES
 from app.chat.schemas import AgentInfo, ChatRequest, ChatResponse, ExecutionPlan, Playbook
 from app.errors import error_responses
 from app.kit.policy import gateway_policy
+from app.kit.routing import DomainRouter
 from app.kit.units import UnitOfWorkDep
 
-router = APIRouter()
+router = DomainRouter()
 
 
 @router.post(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 
 from app.auth.dependencies import AdminUser, CurrentTenant
 from app.billing.dependencies import TiersDep
@@ -12,9 +12,10 @@ from app.credits.schemas import CreditGrantRequest, CreditGrantResult, CreditsOv
 from app.db import SessionDep
 from app.errors import NotFound, error_responses
 from app.kit.deps import SettingsDep
+from app.kit.routing import DomainRouter
 from app.models import Tenant
 
-router = APIRouter(tags=["credits"])
+router = DomainRouter(tags=["credits"])
 
 
 @router.get("/credits", response_model=CreditsOverview, responses=error_responses(401, 422))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import status
 
 from app.auth.dependencies import AdminUser
 from app.demo.dependencies import (
@@ -25,9 +25,10 @@ from app.demo.schemas import (
 from app.demo.workspace import Workspace
 from app.errors import error_responses
 from app.kit.policy import gateway_policy
+from app.kit.routing import DomainRouter
 from app.kit.units import UnitOfWorkDep
 
-router = APIRouter(prefix="/demo", tags=["demo"])
+router = DomainRouter(prefix="/demo", tags=["demo"])
 
 
 @router.get("/accounts", response_model=DemoAccounts)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -8,8 +7,9 @@ from app import __version__
 from app.db import DatabaseDep
 from app.errors import ServiceUnavailable, error_responses
 from app.kit.policy import gateway_policy
+from app.kit.routing import DomainRouter
 
-router = APIRouter(tags=["health"])
+router = DomainRouter(tags=["health"])
 
 
 class Health(BaseModel):

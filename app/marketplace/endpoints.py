@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import Body, Query, status
 
 from app.auth.dependencies import AdminUser, CurrentUser
 from app.errors import error_response, error_responses
+from app.kit.routing import DomainRouter
 from app.marketplace.dependencies import MarketplacePrincipal, MarketplaceServiceDep, PluginId
 from app.marketplace.schemas import (
     CatalogSort,
@@ -22,8 +23,8 @@ from app.marketplace.schemas import (
 )
 from app.marketplace.service import ChecklistFailed
 
-plugins_router = APIRouter(prefix="/plugins", tags=["marketplace"])
-admin_router = APIRouter(prefix="/admin/plugins", tags=["marketplace admin"])
+plugins_router = DomainRouter(prefix="/plugins", tags=["marketplace"])
+admin_router = DomainRouter(prefix="/admin/plugins", tags=["marketplace admin"])
 
 PageQuery = Annotated[int, Query(ge=1, le=10_000, description="1-based; 20 plugins a page.")]
 
@@ -147,6 +148,6 @@ async def review(
     return await service.review(plugin_id, body.decision, body.notes, admin)
 
 
-router = APIRouter()
+router = DomainRouter()
 router.include_router(plugins_router)
 router.include_router(admin_router)

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from app.errors import error_responses
 from app.kit.byok import LLM_KEY
+from app.kit.routing import DomainRouter
 from app.kit.units import CallerIdentity
 from app.quota.schemas import QuotaStatus
 from app.quota.service import QuotaService
 
-router = APIRouter(prefix="/quota", tags=["quota"])
+router = DomainRouter(prefix="/quota", tags=["quota"])
 
 
 @router.get("/status", response_model=QuotaStatus, responses=error_responses(400, 401, 429, 503))

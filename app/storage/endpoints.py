@@ -3,12 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentPrincipal
 from app.errors import error_responses
 from app.kit.policy import BodyKind, gateway_policy
+from app.kit.routing import DomainRouter
 from app.storage.dependencies import RecordServiceDep, VectorServiceDep
 from app.storage.schemas import (
     CHECKSUM_PATTERN,
@@ -25,7 +26,7 @@ from app.storage.schemas import (
 )
 from app.storage.service import Owner
 
-router = APIRouter(prefix="/storage", tags=["storage"])
+router = DomainRouter(prefix="/storage", tags=["storage"])
 
 RAW_BODY: dict[str, Any] = {
     "requestBody": {
