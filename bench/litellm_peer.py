@@ -4,25 +4,30 @@ Three processes serve on loopback, each on its own: a local OpenAI-compatible
 upstream (`tests/chat/upstream.py`, answering at once or after 20 ms), LiteLLM
 Proxy in front of it, and this app in front of it. The measuring client and wrk
 run in further processes, so no server shares an interpreter (or its GIL) with
-the load or with the clock.
+the load, the clock or another server.
 
-- LiteLLM Proxy: the version this project locks, installed by this benchmark into
-  its own virtualenv under `.bench/` (reused by later runs; the install is timed
-  apart from the run), started with a config file: one model
-  (`openai/gpt-4o-mini` at the upstream), a master key, no database, one worker,
-  quiet logs. Request: `POST /v1/chat/completions`, not streamed.
+- LiteLLM Proxy: the litellm version this project locks, installed by this
+  benchmark into its own virtualenv under `.bench/` with uv (reused by later
+  runs; the install is timed apart from the run), plus the same httptools as
+  this app's server, so both sit on the same uvicorn + uvloop + httptools.
+  Started with a config file: one model (`openai/gpt-4o-mini` at the upstream),
+  a master key, no database, one worker, quiet logs. Request:
+  `POST /v1/chat/completions`, not streamed, with the master key.
 - This app: uvicorn, one worker, SQLite in a temporary DATA_DIR, callers signed
   in on the pro tier (metered by credits), limits raised so nothing is refused.
   Request: `POST /api/v1/chat` naming `task_agent`: identity, tier rate limit,
   quota admission and release, credit reserve and settle, the orchestrator and
-  its agent, then one upstream call (checked below).
+  its agent, then one upstream call (counted by the upstream, printed).
 - Direct: the same client calling the upstream itself, the baseline.
 
-For each upstream latency it measures one client in sequence (the three targets
-interleaved round by round, so drift hits all alike; p50/p99 and the latency
-added over the direct call) and 32 concurrent clients (wrk: requests/s, p99).
+For each upstream latency: one client in sequence (the three targets
+interleaved round by round, so drift hits all alike; p50/p99, the latency added
+over the direct call, and each server's CPU time per request), then 32
+concurrent clients (wrk, two runs per target in opposite orders: requests/s,
+p50/p99, CPU per request). Prints the table and the verdicts; a verdict whose
+wall-clock figures disagree with the CPU per request says so.
 
-    .venv/bin/python -m bench.litellm_peer [--rounds 300] [--seconds 5]
+    .venv/bin/python -m bench.litellm_peer [--rounds 150] [--seconds 4]
 """
 
 from __future__ import annotations
