@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,10 +44,20 @@ def machine_info() -> str:
     )
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Served:
     base: str
     pid: int
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server process has used, from /proc."""
+        return process_cpu_seconds(self.pid)
 
     def rss_kib(self) -> int:
         """Resident memory of the server process, from /proc."""
@@ -56,13 +67,73 @@ class Served:
         raise RuntimeError("no VmRSS")
 
 
-@contextlib.contextmanager
-def uvicorn_process(
-    factory: str, env: dict[str, str] | None = None, workers: int = 1
-) -> Iterator[Served]:
-    """Serve `module:factory` on a free loopback port until the block ends."""
-    port = free_port()
-    command = [
+def child_env(changes: dict[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with `changes` applied; a None value unsets the name."""
+    env = {**os.environ, **(changes or {})}
+    return {name: value for name, value in env.items() if value is not None}
+
+
+class ServerProcess:
+    """A server started as a child process in a session of its own, logging to a file."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        base: str,
+        *,
+        env: dict[str, str | None] | None = None,
+        cwd: Path = ROOT,
+        ready_path: str = "/api/v1/health",
+    ) -> None:
+        self.name = name
+        self.base = base
+        self.ready_url = f"{base}{ready_path}"
+        # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=child_env(env),
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            start_new_session=True,  # its workers go with it when it is stopped
+        )
+
+    def log_tail(self, size: int = 2000) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-size:]
+
+    def wait_ready(self, timeout: float = 60) -> Served:
+        """Poll the ready URL until it answers (any status); raise if the server exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            try:
+                httpx.get(self.ready_url, timeout=1)
+                return Served(self.base, self.process.pid)
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not start: {self.log_tail()}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM to its whole process group, SIGKILL if it is still there after 15 s."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def uvicorn_command(factory: str, port: int, workers: int = 1) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "uvicorn",
@@ -79,37 +150,32 @@ def uvicorn_process(
         "--workers",
         str(workers),
     ]
-    # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=log,
+
+
+def start_uvicorn(
+    factory: str, env: dict[str, str] | None = None, workers: int = 1, ready_path: str = ""
+) -> ServerProcess:
+    """Start serving `module:factory` on a free loopback port; wait with `wait_ready()`."""
+    port = free_port()
+    return ServerProcess(
+        factory,
+        uvicorn_command(factory, port, workers),
+        f"http://127.0.0.1:{port}",
+        env=env,
+        ready_path=ready_path or "/api/v1/health",
     )
-    base = f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def uvicorn_process(
+    factory: str, env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[Served]:
+    """Serve `module:factory` on a free loopback port until the block ends."""
+    server = start_uvicorn(factory, env, workers)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"{factory} exited: {log.read().decode()[-2000:]}")
-            try:
-                httpx.get(f"{base}/api/v1/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{factory} did not start") from None
-                time.sleep(0.2)
-        yield Served(base, process.pid)
+        yield server.wait_ready()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        server.stop()
 
 
 @contextlib.contextmanager
@@ -143,6 +209,8 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    requests: int = 0
+    errors: int = 0  # connect, read, write errors and timeouts
 
     def row(self, name: str) -> str:
         return (
@@ -191,8 +259,11 @@ def wrk(
     threads: int = 1,
     headers: dict[str, str] | None = None,
     script: Path | None = None,
+    timeout: int | None = None,
 ) -> LoadResult:
     command = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if timeout is not None:  # wrk's own is 2 s: a slower answer counts as an error, not a latency
+        command.append(f"--timeout={timeout}s")
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script is not None:
@@ -202,7 +273,12 @@ def wrk(
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return LoadResult(rps, p50, p99, int(bad.group(1)) if bad else 0)
+    done = int(re.search(r"(\d+) requests in", output).group(1))
+    failed = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = sum(int(n) for n in failed.groups()) if failed else 0
+    return LoadResult(rps, p50, p99, int(bad.group(1)) if bad else 0, done, errors)
 
 
 def ratio(value: float, baseline: float) -> str:

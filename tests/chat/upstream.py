@@ -1,7 +1,8 @@
 """A local OpenAI-compatible server: chat completions, tool calls, SSE streaming, usage.
 
 Started on a free loopback port, so LiteLLM's real client code runs end to end.
-`mode` makes it answer normally, leak a prompt fragment, fail (500) or hang.
+`mode` makes it answer normally, leak a prompt fragment, fail (500) or hang;
+`latency` (seconds) delays every answer, like a provider's time to answer.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class UpstreamState:
     router_answer: str = "task_agent"
     requests: list[dict[str, Any]] = field(default_factory=list)
     hang_seconds: float = 5.0
+    latency: float = 0.0
     streamed_chunks: int = 0
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -39,6 +41,7 @@ class UpstreamState:
         self.tool_call = ("create_task", {"title": "Upstream task"})
         self.router_answer = "task_agent"
         self.requests.clear()
+        self.latency = 0.0
         self.streamed_chunks = 0
         self.release = threading.Event()
 
@@ -81,6 +84,8 @@ def build_app(state: UpstreamState) -> Starlette:
             deadline = time.monotonic() + state.hang_seconds
             while time.monotonic() < deadline and not state.release.is_set():
                 await asyncio.sleep(0.05)
+        if state.latency:
+            await asyncio.sleep(state.latency)
         content, tool_calls = _reply(state, body)
         model = body.get("model", "gpt-4o-mini")
         base = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model}
