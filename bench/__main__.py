@@ -16,6 +16,7 @@ SUITE = [
     ("Full middleware stack vs bare FastAPI", ["bench.gateway_overhead"]),
     ("PostgreSQL: live tier lookup, quota-gated unit of work", ["bench.postgres_paths"]),
     ("WebSocket time to first token vs the upstream directly", ["bench.ws_ttft"]),
+    ("This app vs LiteLLM Proxy: added latency, requests/s per worker", ["bench.litellm_peer"]),
     ("Idle WebSockets per worker and memory per connection", ["bench.ws_idle"]),
     ("Storage throughput and memory", ["bench.storage_throughput"]),
 ]

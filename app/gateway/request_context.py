@@ -6,9 +6,10 @@ Pure ASGI, so it costs little and sees WebSockets and streaming responses too.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
+from functools import lru_cache
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -47,6 +48,18 @@ def route_template(scope: Scope) -> str:
     )
 
 
+# The labelled children of the request metrics, one per (method, route[, status]):
+# looking a child up through `labels()` on every request costs more than using it.
+@lru_cache(maxsize=4096)
+def _request_counter(method: str, route: str, status: str):
+    return REQUESTS.labels(method, route, status)
+
+
+@lru_cache(maxsize=4096)
+def _latency_histogram(method: str, route: str):
+    return LATENCY.labels(method, route)
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,7 +69,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = set_request_id(request_id)
         started = time.perf_counter()
@@ -92,16 +105,17 @@ class RequestContextMiddleware:
             method = scope.get("method", "WS")
             if status["code"] == 101:
                 ACTIVE_STREAMS.dec()
-            REQUESTS.labels(method, route, str(status["code"] or 0)).inc()
-            LATENCY.labels(method, route).observe(elapsed)
-            log.info(
-                "request",
-                extra={
-                    "method": scope.get("method", "WS"),
-                    # A demo session's id in the path is its credential: logged as a hash.
-                    "path": redact_session_path(scope["path"]),
-                    "status": status["code"],
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            _request_counter(method, route, str(status["code"] or 0)).inc()
+            _latency_histogram(method, route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        # A demo session's id in the path is its credential: logged as a hash.
+                        "path": redact_session_path(scope["path"]),
+                        "status": status["code"],
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             reset_request_id(token)

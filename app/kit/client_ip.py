@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -13,7 +14,9 @@ def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+@lru_cache(maxsize=4096)
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    """Whether `address` is one of the trusted proxies (a handful of addresses, cached)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -28,7 +31,7 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-def client_ip(scope: dict[str, Any], trusted: Sequence[Network]) -> str:
+def client_ip(scope: dict[str, Any], trusted: tuple[Network, ...]) -> str:
     """Walk `X-Forwarded-For` from the right while hops are trusted proxies.
 
     The first untrusted hop is the client. A peer that is not a trusted proxy
