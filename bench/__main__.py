@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import ROOT, machine_info
+from bench.common import GOAL_MARK, ROOT, machine_info
 
 SUITE = [
     ("Full middleware stack vs bare FastAPI", ["bench.gateway_overhead"]),
@@ -22,16 +22,42 @@ SUITE = [
 ]
 
 
+def run(module: list[str]) -> tuple[int, list[str]]:
+    """Run one benchmark, echoing its output; its exit code and its goal lines."""
+    goals = []
+    with subprocess.Popen(
+        [sys.executable, "-m", *module], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            if line.startswith(GOAL_MARK):
+                goals.append(line[len(GOAL_MARK) :].strip())
+    return process.returncode, goals
+
+
+def summary(goals: list[str]) -> None:
+    rows = [[cell.strip() for cell in line.split("|")] for line in goals]
+    print("\n=== Goals ===")
+    print("| What | Measured | Goal | |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> int:
     print(f"Adiuva Cloud API benchmarks · {machine_info()}")
     failed = []
+    goals: list[str] = []
     for title, module in SUITE:
         print(f"\n=== {title} ===", flush=True)
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", *module], cwd=ROOT)
-        if result.returncode != 0:
+        code, found = run(module)
+        goals += found
+        if code != 0:
             failed.append(title)
         print(f"({time.monotonic() - started:.0f} s)", flush=True)
+    summary(goals)
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -4,11 +4,14 @@ Calls the gate's `QuotaService` directly (no HTTP): each unit is admitted
 (the caller's slot, the system slot, the daily counters) and finished (slots
 back, counts kept), from `--concurrency` tasks at once in one process, as one
 worker serves many requests at once. Anonymous callers, one per task, so the
-per-identity limits never refuse; `--limit` sets the system-wide slot limit.
+per-identity limits never refuse. Three system-wide slot limits: 100,000 and the
+number of callers (nothing refused either way: the cost of admission must not
+depend on the limit), then 8, below the number of callers, where the peak of
+units held at once shows there is no over-admission.
 
 Starts its own PostgreSQL server (the local binaries) unless `--url` is given.
 
-    .venv/bin/python -m bench.admission [--units 20000] [--concurrency 32] [--limit 1000]
+    .venv/bin/python -m bench.admission [--units 10000] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -24,15 +27,17 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from app.billing.tiers import TierTable
 from app.credits.service import CreditService
 from app.db import Database
+from app.errors import AppError
 from app.quota.service import QuotaService
 from app.work import Charge, Identity, IdentityKind
-from bench.common import machine_info
+from bench.common import goal, machine_info
 from tests.support.databases import migrate
 from tests.support.postgres import find_pg_ctl, start_postgres
 from tests.support.settings import make_settings
 
 
-async def run(url: str, units: int, concurrency: int, limit: int) -> float:
+async def run(url: str, units: int, concurrency: int, limit: int) -> tuple[float, int, int]:
+    """Units per second; the most units ever held at once, and how many were refused."""
     with tempfile.TemporaryDirectory() as data_dir:
         settings = make_settings(
             url,
@@ -52,31 +57,39 @@ async def run(url: str, units: int, concurrency: int, limit: int) -> float:
             for n in range(concurrency)
         ]
         remaining = 0
+        held = peak = refused = 0
 
         async def worker(identity: Identity) -> None:
-            nonlocal remaining
+            nonlocal remaining, held, peak, refused
             while remaining > 0:
                 remaining -= 1
-                admission = await quotas.admit(identity, None, None)
+                try:
+                    admission = await quotas.admit(identity, None, None)
+                except AppError:  # the system's slots are all taken: refused, not queued
+                    refused += 1
+                    continue
+                held += 1
+                peak = max(peak, held)
+                await asyncio.sleep(0)  # hold the slot across a turn of the loop
+                held -= 1
                 await quotas.finish(admission, Charge.FULL)
 
         try:
             # Warm the pool and the prepared statements, then measure.
             remaining = 4 * concurrency
             await asyncio.gather(*(worker(c) for c in callers[: min(concurrency, 8)]))
-            remaining = units
+            remaining, peak, refused = units, 0, 0
             started = time.perf_counter()
             await asyncio.gather(*(worker(c) for c in callers))
-            return units / (time.perf_counter() - started)
+            return units / (time.perf_counter() - started), peak, refused
         finally:
             await db.dispose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--units", type=int, default=20_000)
+    parser.add_argument("--units", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--limit", type=int, default=1_000)
     parser.add_argument("--url", help="an empty PostgreSQL database (postgresql+asyncpg://…)")
     args = parser.parse_args()
     print(f"machine: {machine_info()}")
@@ -91,10 +104,32 @@ def main() -> None:
         url = server.url("bench")
     try:
         migrate(url)
-        rate = asyncio.run(run(url, args.units, args.concurrency, args.limit))
+        rates = {}
+        for limit in (100_000, args.concurrency, 8):
+            rate, peak, refused = asyncio.run(run(url, args.units, args.concurrency, limit))
+            rates[limit] = rate
+            print(
+                f"system limit {limit:>7,}: {rate:>7,.0f} units/s, at most {peak} held at once, "
+                f"{refused} refused ({args.units} units, {args.concurrency} callers at once)"
+            )
+            if limit < args.concurrency:
+                over = max(0, peak - limit)
+                goal(
+                    f"over-admission, {args.concurrency} callers for {limit} slots",
+                    f"{over} (peak {peak})",
+                    "0",
+                    over == 0,
+                )
+        goal(
+            "admission + release per worker, PostgreSQL",
+            f"{rates[100_000]:,.0f} units/s",
+            "≥ 1,500 units/s",
+            rates[100_000] >= 1500,
+        )
         print(
-            f"admission + release: {rate:,.0f} units/s "
-            f"({args.units} units, {args.concurrency} at once, system limit {args.limit})"
+            f"limit 100,000 vs limit {args.concurrency}: "
+            f"{rates[100_000] / rates[args.concurrency]:.2f}× the throughput "
+            "(the cost of admission does not grow with the limit)"
         )
     finally:
         if server is not None:

@@ -283,3 +283,11 @@ def wrk(
 
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.2f}×" if baseline else "n/a"
+
+
+GOAL_MARK = "goal |"
+
+
+def goal(name: str, measured: str, target: str, met: bool) -> None:
+    """Print one goal line; `make bench` gathers them into the summary at its end."""
+    print(f"{GOAL_MARK} {name} | {measured} | {target} | {'met' if met else 'NOT met'}", flush=True)

@@ -1,7 +1,8 @@
 """The database-bound paths on PostgreSQL, each against a baseline measured in the same run.
 
-- an authenticated request: identity from the JWT and the tenant's tier read live
-  from PostgreSQL on every request, vs the same trivial route on bare FastAPI;
+- an authenticated request: identity from the JWT, the caller's access (active,
+  token version, membership, tier, seats) from the per-worker cache kept by
+  PostgreSQL notifications, vs the same trivial route on bare FastAPI;
 - a quota-gated unit of work (`POST /api/v1/chat` with the offline demo model):
   the full stack — daily counters, concurrency leases (atomic upserts on
   PostgreSQL), sanitizer — vs the same app and route with the gateway removed.
@@ -22,7 +23,14 @@ from pathlib import Path
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from bench.common import machine_info, ratio, rotating_headers_script, uvicorn_server, wrk
-from bench.gateway_overhead import ADDRESSES, USERS, bench_env, register_users
+from bench.gateway_overhead import (
+    ADDRESSES,
+    USERS,
+    bench_env,
+    register_users,
+    report,
+    side_by_side,
+)
 from tests.support.databases import migrate
 from tests.support.postgres import find_pg_ctl, start_postgres
 
@@ -37,6 +45,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     load = {"seconds": args.seconds, "connections": args.connections}
+    warm = {"seconds": 1, "connections": args.connections}
     pg_ctl = find_pg_ctl()
     if pg_ctl is None:
         raise SystemExit("PostgreSQL server binaries not found (set PG_CTL)")
@@ -57,10 +66,11 @@ def main() -> None:
                 MAX_CONCURRENT_TASK_TREES="1000",
             )
             scripts = Path(data_dir)
-            with uvicorn_server("bench.apps:bare_app") as bare:
-                wrk(f"{bare}/api/v1/bench/ping", seconds=1, connections=args.connections)
-                bare_ping = wrk(f"{bare}/api/v1/bench/ping", **load)
-            with uvicorn_server("bench.apps:full_app", env) as full:
+            with (
+                uvicorn_server("bench.apps:bare_app") as bare,
+                uvicorn_server("bench.apps:full_app", env) as full,
+                uvicorn_server("bench.apps:ungated_app", env) as ungated,
+            ):
                 users = rotating_headers_script(
                     scripts, "Authorization", register_users(full, USERS)
                 )
@@ -73,28 +83,27 @@ def main() -> None:
                     headers={"Content-Type": "application/json"},
                 )
                 ping = f"{full}/api/v1/bench/ping"
-                wrk(ping, seconds=1, connections=args.connections, script=users)
-                signed_in = wrk(ping, script=users, **load)
-                gated = wrk(f"{full}/api/v1/chat", script=visitors, **load)
-            with uvicorn_server("bench.apps:ungated_app", env) as ungated:
+                wrk(f"{bare}/api/v1/bench/ping", **warm)
+                wrk(ping, script=users, **warm)
+                wrk(f"{full}/api/v1/chat", script=visitors, **warm)
+                wrk(f"{ungated}/api/v1/chat", script=visitors, **warm)
+                signed_in = side_by_side(
+                    bare, load, f"signed in, PostgreSQL ({USERS} users)", 0.60, ping, users
+                )
                 ungated_chat = wrk(f"{ungated}/api/v1/chat", script=visitors, **load)
+                gated = wrk(f"{full}/api/v1/chat", script=visitors, **load)
     finally:
         server.stop()
 
-    print(bare_ping.row("bare FastAPI, GET /bench/ping"))
-    print(signed_in.row(f"signed in, tier from PostgreSQL ({USERS} users)"))
+    report([signed_in])
+    print()
     print(ungated_chat.row("POST /chat, app without the gateway"))
     print(gated.row("POST /chat, full stack (quota-gated unit)"))
-    print()
-    for name, result, baseline in (
-        ("signed-in request vs bare FastAPI", signed_in, bare_ping),
-        ("quota-gated unit vs ungated", gated, ungated_chat),
-    ):
-        throughput = ratio(result.requests_per_second, baseline.requests_per_second)
-        p50 = ratio(result.p50_ms, baseline.p50_ms)
-        p99 = ratio(result.p99_ms, baseline.p99_ms)
-        print(f"{name:<36} throughput {throughput}  p50 {p50}  p99 {p99}")
-    refused = signed_in.non_2xx + gated.non_2xx + ungated_chat.non_2xx
+    throughput = ratio(gated.requests_per_second, ungated_chat.requests_per_second)
+    p50 = ratio(gated.p50_ms, ungated_chat.p50_ms)
+    p99 = ratio(gated.p99_ms, ungated_chat.p99_ms)
+    print(f"{'quota-gated unit vs ungated':<40} throughput {throughput}  p50 {p50}  p99 {p99}")
+    refused = gated.non_2xx + ungated_chat.non_2xx
     if refused:
         print(f"\nwarning: {refused} non-2xx responses during the runs")
 
