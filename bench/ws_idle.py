@@ -2,13 +2,16 @@
 
 Opens N connections (10,000 by default) to `WS /api/v1/chat/stream` and keeps
 them idle — connected, no chat request sent — on two servers, one uvicorn
-worker each, one after the other:
+worker each:
 
-- bare: a FastAPI WebSocket route that accepts and waits (`bench.apps:bare_app`),
-  served by stock uvicorn;
-- full: the real app served the way `adiuva serve` and the gunicorn worker serve
-  it (`app.server`: its protocol settings and graceful shutdown), every
+- bare: a FastAPI WebSocket route that accepts and waits (`bench.apps:bare_app`);
+- full: the real app served the way `adiuva serve` serves it (`app.server`), every
   middleware in front of the chat stream handler.
+
+Both use the app's uvicorn settings (`app.server.server_limits`), so the ratio is
+what the app itself adds to a socket. (Stock uvicorn also negotiates
+permessage-deflate, whose zlib streams cost about 45 KiB more per socket on
+either server; the app's server leaves it off.)
 
 What the full app is configured with for the run, and why:
 
@@ -16,24 +19,28 @@ What the full app is configured with for the run, and why:
   each holding N / USERS sockets). Anonymous sockets are capped per address
   (`WS_MAX_ANONYMOUS_PER_IP`) and all the clients here share 127.0.0.1; a
   signed-in socket has no such cap, as in production;
-- `WS_FIRST_FRAME_TIMEOUT_SECONDS` is set far above the run's length: the app
+- `WS_FIRST_FRAME_TIMEOUT_SECONDS=3600`, far above the run's length: the app
   closes a socket that has sent no chat request by then (10 s by default), and
   the point is to measure sockets that stay;
-- the per-minute rate limit is raised, since the handshakes of a user's sockets
-  all come within seconds.
+- `RATE_LIMIT_FREE_PER_MINUTE` raised: each user's handshakes all come within
+  seconds, and every handshake counts against the per-minute limit.
 
-An idle socket holds no concurrency lease (a unit of work starts with the first
+An idle socket holds no concurrency lease (a unit of work starts with its first
 frame), so nothing else needs raising.
 
-Measured on the server process, from /proc: resident memory (VmRSS) before the
+Measured on each server process, from /proc: resident memory (VmRSS) before its
 sockets open and once they are all open; CPU time (utime + stime) over an idle
-window with no socket and over the same window with every socket open, the
-difference being what the idle sockets cost. The window defaults to uvicorn's
-WebSocket ping interval (20 s), so each socket is pinged exactly once in it, as
-in steady state. "held" counts the sockets still open at the end of the window.
-Several client processes open the sockets; the open-file limit is raised for
-them and for the servers (which inherit it). Everything is closed at the end,
-and the servers stopped.
+window with every socket of both servers open, less the server's own CPU with no
+socket open (measured before, over OWN_IDLE_SECONDS, scaled to the window). The
+window defaults to uvicorn's WebSocket ping interval (20 s), so the server pings
+each socket exactly once in it, as in steady state. "held" counts the sockets
+still open at the end of the window. Each server's figures are its own process's,
+so the two can hold their sockets at the same time, which keeps the run short.
+
+Client processes (CLIENT_PROCESSES per server) open the sockets with a light
+client (websockets' sans-I/O protocol on uvloop); the open-file limit is raised
+to the hard limit for them and for the servers, which inherit it. Everything is
+closed at the end and the servers stopped.
 
     .venv/bin/python -m bench.ws_idle [--connections 10000] [--idle-seconds 20]
 """
@@ -52,7 +59,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -79,6 +86,7 @@ class Result:
     opened: int
     held: int
     kib_per_socket: float
+    handshake_cpu_ms: float  # server CPU per socket opened
     idle_cpu_ms_per_1k: float  # over the idle window, less the server's own idle CPU
     open_seconds: float
     first_error: str | None
@@ -135,10 +143,15 @@ def ready(served: Served) -> None:
             time.sleep(0.2)
 
 
+# Both servers run with the app's own uvicorn settings (`app.server.server_limits`:
+# no permessage-deflate, the frame cap), so the ratio is what the app adds per socket.
 BARE = [
-    sys.executable, "-m", "uvicorn", "--factory", "bench.apps:bare_app",
-    "--host", "127.0.0.1", "--port", "{port}", "--no-access-log", "--log-level", "warning",
-]  # fmt: skip
+    sys.executable,
+    "-c",
+    "import uvicorn; from app.config import Settings; from app.server import server_limits; "
+    "uvicorn.run('bench.apps:bare_app', factory=True, host='127.0.0.1', port={port}, "
+    "log_level='warning', access_log=False, **server_limits(Settings()))",
+]
 FULL = [
     sys.executable,
     "-c",
@@ -281,15 +294,18 @@ def warm_up(served: Served, headers: list[dict[str, str]]) -> None:
 
 @dataclass
 class Clients:
-    """The client processes holding one server's sockets open."""
+    """The client processes holding one server's sockets open, and what opening cost."""
 
     served: Served
-    processes: list[multiprocessing.Process]
-    pipes: list[Connection]
+    processes: list[multiprocessing.Process] = field(default_factory=list)
+    pipes: list[Connection] = field(default_factory=list)
+    rss_before: int = 0
+    cpu_before: float = 0.0
+    started: float = 0.0
     opened: int = 0
     first_error: str | None = None
     open_seconds: float = 0.0
-    kib_per_socket: float = 0.0
+    handshake_cpu_ms: float = 0.0  # server CPU per socket opened
 
     def stop(self) -> None:
         for process in self.processes:
@@ -298,13 +314,12 @@ class Clients:
             process.join()
 
 
-def open_held(served: Served, count: int, headers: list[dict[str, str]]) -> Clients:
-    """Open `count` idle sockets from client processes; note the memory they cost."""
+def start_clients(served: Served, count: int, headers: list[dict[str, str]]) -> Clients:
+    """Client processes that open `count` idle sockets, and hold them until `close_held`."""
     url = served.base.replace("http://", "ws://") + PATH
-    rss_before = served.rss_kib()
     context = multiprocessing.get_context("fork")
-    clients = Clients(served, [], [])
-    started = time.monotonic()
+    clients = Clients(served, rss_before=served.rss_kib(), cpu_before=cpu_seconds(served.pid))
+    clients.started = time.monotonic()
     try:
         offset = 0
         for n in range(CLIENT_PROCESSES):
@@ -317,16 +332,20 @@ def open_held(served: Served, count: int, headers: list[dict[str, str]]) -> Clie
             clients.processes.append(process)
             clients.pipes.append(ours)
             offset += share
-        answers = _answers(clients.pipes, timeout=120)
     except BaseException:
         clients.stop()
         raise
-    clients.open_seconds = time.monotonic() - started
+    return clients
+
+
+def wait_open(clients: Clients) -> None:
+    """Wait until every client process has opened its sockets (or failed to)."""
+    answers = _answers(clients.pipes, timeout=120)
+    clients.open_seconds = time.monotonic() - clients.started
     clients.opened = sum(answer[1] for answer in answers)
     clients.first_error = next((answer[2] for answer in answers if answer[2]), None)
-    time.sleep(1)  # let the server settle its buffers before reading RSS
-    clients.kib_per_socket = (served.rss_kib() - rss_before) / max(1, clients.opened)
-    return clients
+    spent = cpu_seconds(clients.served.pid) - clients.cpu_before
+    clients.handshake_cpu_ms = spent * 1000 / max(1, clients.opened)
 
 
 def close_held(clients: Clients) -> int:
@@ -371,37 +390,48 @@ def main() -> None:
             RATE_LIMIT_FREE_PER_MINUTE="1000000",
             WS_FIRST_FRAME_TIMEOUT_SECONDS="3600",
         )
-        migrate(env)
-        # Both start at once (the full app takes longest to import); each is measured
-        # alone, from its own process's figures.
-        with server(BARE) as bare, server(FULL, env) as full:
-            ready(bare)
-            ready(full)
-            headers = [{"Authorization": token} for token in register_users(full.base, USERS)]
-            warm_up(bare, [])
-            warm_up(full, headers)
-            bare_own, full_own = own_idle_cpu([bare, full], args.idle_seconds)
-            held: list[Clients] = []
-            try:
-                held.append(open_held(bare, args.connections, []))
-                held.append(open_held(full, args.connections, headers))
-                # One idle window for both: each server's CPU is its own process's.
-                before = [cpu_seconds(served.pid) for served in (bare, full)]
-                time.sleep(args.idle_seconds)
-                idle = [cpu_seconds(s.pid) - b for s, b in zip((bare, full), before, strict=True)]
-            finally:
-                still_open = [close_held(clients) for clients in held]
+        # Both servers start at once (the full app takes longest to import) and hold
+        # their sockets at the same time: each one's figures are its own process's.
+        with server(BARE, env) as bare:
+            migrate(env)
+            with server(FULL, env) as full:
+                ready(bare)
+                ready(full)
+                tokens = register_users(full.base, USERS)
+                headers = [{"Authorization": token} for token in tokens]
+                warm_up(bare, [])
+                warm_up(full, headers)
+                bare_own, full_own = own_idle_cpu([bare, full], args.idle_seconds)
+                setup_seconds = time.monotonic() - started
+                held: list[Clients] = []
+                try:
+                    held.append(start_clients(bare, args.connections, []))
+                    held.append(start_clients(full, args.connections, headers))
+                    for clients in held:
+                        wait_open(clients)
+                    time.sleep(1)  # let the servers settle their buffers before reading RSS
+                    kib = [(c.served.rss_kib() - c.rss_before) / max(1, c.opened) for c in held]
+                    before = [cpu_seconds(served.pid) for served in (bare, full)]
+                    time.sleep(args.idle_seconds)
+                    idle = [
+                        cpu_seconds(s.pid) - b for s, b in zip((bare, full), before, strict=True)
+                    ]
+                finally:
+                    closing = time.monotonic()
+                    still_open = [close_held(clients) for clients in held]
+                    close_seconds = time.monotonic() - closing
     bare_result, full_result = (
         Result(
             opened=clients.opened,
             held=count,
-            kib_per_socket=clients.kib_per_socket,
+            kib_per_socket=memory,
+            handshake_cpu_ms=clients.handshake_cpu_ms,
             idle_cpu_ms_per_1k=max(0.0, cpu - own) * 1e6 / max(1, clients.opened),
             open_seconds=clients.open_seconds,
             first_error=clients.first_error,
         )
-        for clients, count, cpu, own in zip(
-            held, still_open, idle, (bare_own, full_own), strict=True
+        for clients, count, memory, cpu, own in zip(
+            held, still_open, kib, idle, (bare_own, full_own), strict=True
         )
     )
     rows = [
@@ -409,14 +439,14 @@ def main() -> None:
         ("full app, WS /chat/stream (signed in)", full_result),
     ]
     print(
-        f"idle WebSockets, {args.connections} opened per server, one uvicorn worker, "
-        f"idle window {args.idle_seconds:g} s"
+        f"idle WebSockets, {args.connections} opened per server, one uvicorn worker; "
+        f"idle CPU over {args.idle_seconds:g} s, per 1,000 sockets"
     )
-    print(f"{'':40}{'held':>7}{'KiB/socket':>12}{'idle CPU ms/1k':>16}{'open s':>8}")
+    print(f"{'':40}{'held':>7}{'KiB/socket':>12}{'handshake CPU ms':>18}{'idle CPU ms/1k':>16}")
     for name, result in rows:
         print(
             f"{name:40}{result.held:>7}{result.kib_per_socket:>12.1f}"
-            f"{result.idle_cpu_ms_per_1k:>16.1f}{result.open_seconds:>8.1f}"
+            f"{result.handshake_cpu_ms:>18.2f}{result.idle_cpu_ms_per_1k:>16.1f}"
         )
         if result.first_error:
             print(f"  {result.opened} opened; first refusal: {result.first_error}")
@@ -428,9 +458,14 @@ def main() -> None:
     print(
         f"\nfull app vs bare: sockets held {ratio(full_result.held, bare_result.held)}, "
         f"memory per socket {ratio(full_result.kib_per_socket, bare_result.kib_per_socket)}, "
+        f"handshake CPU {ratio(full_result.handshake_cpu_ms, bare_result.handshake_cpu_ms)}, "
         f"idle CPU per socket {cpu_ratio}"
     )
-    print(f"(whole run {time.monotonic() - started:.0f} s)")
+    opening = max(bare_result.open_seconds, full_result.open_seconds)
+    print(
+        f"(setup {setup_seconds:.0f} s, sockets open after {opening:.0f} s, "
+        f"closed in {close_seconds:.0f} s; whole run {time.monotonic() - started:.0f} s)"
+    )
 
 
 if __name__ == "__main__":
