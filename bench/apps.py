@@ -2,7 +2,8 @@
 
 Both expose the same trivial route, `GET /api/v1/bench/ping`, so a ratio between
 them is the cost of everything the full stack adds (request id and access log,
-CORS, tier rate limit, quota gate, sanitizer, error handling).
+CORS, tier rate limit, quota gate, sanitizer, error handling). The bare app also
+has the chat stream's path, as a WebSocket route that accepts and waits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.gateway.quota_gate import QuotaGateMiddleware
 from app.gateway.rate_limit import TierRateLimitMiddleware
 from app.gateway.sanitizer import SanitizerMiddleware
-from app.main import create_app
 from app.models import BillingTier
 from app.work import LLMGrant, UnitOfWork
 
@@ -52,6 +52,10 @@ def bare_app() -> FastAPI:
 
 def full_app() -> FastAPI:
     """The real app (settings from the environment) plus the ping route."""
+    # Imported here: the whole app (the model clients above all) takes seconds to
+    # import, and a server of the bare app has no use for it.
+    from app.main import create_app
+
     return _add_ping(create_app())
 
 
