@@ -70,7 +70,7 @@ from websockets.extensions.permessage_deflate import enable_client_permessage_de
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from bench.common import ROOT, Served, free_port, machine_info, ratio
+from bench.common import ROOT, Served, free_port, goal, machine_info, ratio
 from bench.gateway_overhead import bench_env, migrate, register_users
 
 PATH = "/api/v1/chat/stream"
@@ -460,6 +460,19 @@ def main() -> None:
         f"memory per socket {ratio(full_result.kib_per_socket, bare_result.kib_per_socket)}, "
         f"handshake CPU {ratio(full_result.handshake_cpu_ms, bare_result.handshake_cpu_ms)}, "
         f"idle CPU per socket {cpu_ratio}"
+    )
+    goal(
+        "idle WebSockets held by one worker",
+        f"{full_result.held:,} of {args.connections:,}",
+        f"{args.connections:,}",
+        full_result.held == args.connections,
+    )
+    memory_ratio = full_result.kib_per_socket / bare_result.kib_per_socket
+    goal(
+        "memory per idle WebSocket vs bare (same uvicorn settings)",
+        f"{full_result.kib_per_socket:.0f} KiB ({memory_ratio:.2f}×)",
+        "below the 114 KiB (1.72×) of a leased socket",
+        full_result.kib_per_socket < 114,
     )
     opening = max(bare_result.open_seconds, full_result.open_seconds)
     print(
