@@ -61,6 +61,7 @@ from bench.common import (
     LoadResult,
     ServerProcess,
     free_port,
+    goal,
     machine_info,
     process_cpu_seconds,
     rotating_headers_script,
@@ -473,6 +474,18 @@ def report(results: list[ModeResult], names: dict[str, str]) -> list[str]:
             f"upstream {result.latency_ms:>2} ms: serves more req/s per worker: "
             f"{'yes' if throughput else 'no'} ({app_rps:.0f} vs {peer_rps:.0f}"
             f"{caveat if throughput != cheaper else ''})"
+        )
+        goal(
+            f"added latency vs LiteLLM Proxy, upstream {result.latency_ms} ms (p50)",
+            f"{app_added:+.1f} ms vs {peer_added:+.1f} ms",
+            "less than the proxy",
+            latency,
+        )
+        goal(
+            f"req/s per worker vs LiteLLM Proxy, upstream {result.latency_ms} ms, 32 clients",
+            f"{app_rps:.0f} vs {peer_rps:.0f}",
+            "more than the proxy",
+            throughput,
         )
     verdicts.append(
         "server CPU per request, one client: "
