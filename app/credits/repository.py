@@ -142,7 +142,12 @@ class CreditStore:
 
 
 # --- PostgreSQL: one statement each ---------------------------------------------------------
-_MOVE = "SELECT entry_id, moved, balance_after FROM credit_move($1, $2, $3, $4, $5, $6)"
+# The reason goes as text: an enum parameter would make asyncpg look its type up on
+# every new connection (a few more round trips).
+_MOVE = (
+    "SELECT entry_id, moved, balance_after "
+    "FROM credit_move($1, $2, $3, $4::text::credit_reason, $5, $6)"
+)
 
 
 class PostgresCreditStore(CreditStore):
