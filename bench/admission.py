@@ -19,16 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_postgresql.janitor import DatabaseJanitor
-
 from app.billing.tiers import TierTable
 from app.credits.service import CreditService
 from app.db import Database
 from app.quota.service import QuotaService
 from app.work import Charge, Identity, IdentityKind
-from bench.common import machine_info
+from bench.common import machine_info, postgres_database
 from tests.support.databases import migrate
-from tests.support.postgres import find_pg_ctl, start_postgres
 from tests.support.settings import make_settings
 
 
@@ -80,25 +77,13 @@ def main() -> None:
     parser.add_argument("--url", help="an empty PostgreSQL database (postgresql+asyncpg://…)")
     args = parser.parse_args()
     print(f"machine: {machine_info()}")
-    server = None
-    url = args.url
-    if url is None:
-        pg_ctl = find_pg_ctl()
-        if pg_ctl is None:
-            raise SystemExit("PostgreSQL server binaries not found (set PG_CTL)")
-        server = start_postgres(pg_ctl)
-        DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname="bench").init()
-        url = server.url("bench")
-    try:
+    with postgres_database(args.url) as url:
         migrate(url)
         rate = asyncio.run(run(url, args.units, args.concurrency, args.limit))
         print(
             f"admission + release: {rate:,.0f} units/s "
             f"({args.units} units, {args.concurrency} at once, system limit {args.limit})"
         )
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

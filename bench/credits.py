@@ -20,16 +20,13 @@ import time
 import uuid
 from pathlib import Path
 
-from pytest_postgresql.janitor import DatabaseJanitor
-
 from app.billing.tiers import TierTable
 from app.credits.service import CreditService
 from app.db import Database
 from app.models import BillingTier, Tenant, TenantKind, User
 from app.work import CreditMeter, LLMGrant, UnitOfWork
-from bench.common import machine_info
+from bench.common import machine_info, postgres_database
 from tests.support.databases import migrate, sqlite_url
-from tests.support.postgres import find_pg_ctl, start_postgres
 from tests.support.settings import make_settings
 
 ESTIMATE = 10
@@ -92,25 +89,12 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine_info()}")
     print(f"{args.cycles} reservations + settlements, {args.concurrency} tenants at once")
-    server = None
-    url = args.url
-    if url is None:
-        pg_ctl = find_pg_ctl()
-        if pg_ctl is None:
-            raise SystemExit("PostgreSQL server binaries not found (set PG_CTL)")
-        server = start_postgres(pg_ctl)
-        DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname="bench").init()
-        url = server.url("bench")
-    try:
-        with tempfile.TemporaryDirectory() as directory:
-            databases = (("PostgreSQL", url), ("SQLite", sqlite_url(Path(directory) / "b.db")))
-            for name, database in databases:
-                migrate(database)
-                rate, cpu = asyncio.run(measure(database, args.cycles, args.concurrency))
-                print(f"{name:>10}: {rate:8,.0f} cycles/s, {cpu:6,.0f} µs CPU per cycle")
-    finally:
-        if server is not None:
-            server.stop()
+    with postgres_database(args.url) as url, tempfile.TemporaryDirectory() as directory:
+        databases = (("PostgreSQL", url), ("SQLite", sqlite_url(Path(directory) / "b.db")))
+        for name, database in databases:
+            migrate(database)
+            rate, cpu = asyncio.run(measure(database, args.cycles, args.concurrency))
+            print(f"{name:>10}: {rate:8,.0f} cycles/s, {cpu:6,.0f} µs CPU per cycle")
 
 
 if __name__ == "__main__":

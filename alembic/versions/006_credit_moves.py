@@ -74,7 +74,8 @@ BEGIN
     ELSE
         RAISE EXCEPTION 'unknown credit movement %', p_mode;
     END IF;
-    INSERT INTO credit_ledger (tenant_id, user_id, delta, reason, balance_after, request_id, created_at)
+    INSERT INTO credit_ledger
+        (tenant_id, user_id, delta, reason, balance_after, request_id, created_at)
     VALUES (p_tenant_id, p_user_id, moved, p_reason, balance_after, p_request_id, now())
     RETURNING id INTO entry_id;
 END

@@ -38,6 +38,18 @@ class Move(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CreditMove:
+    """One movement of a tenant's balance, and who made it (for its ledger row)."""
+
+    tenant_id: uuid.UUID
+    mode: Move
+    amount: int  # never negative; the mode says which way it goes
+    reason: CreditReason
+    user_id: uuid.UUID | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Movement:
     """What a movement did: its ledger row (None: nothing recorded), the signed amount
     moved, and the balance after it (the balance found, when nothing moved)."""
@@ -97,16 +109,7 @@ class CreditStore:
     def for_database(cls, db: Database) -> CreditStore:
         return SQLiteCreditStore(db.engine) if db.is_sqlite else PostgresCreditStore(db.engine)
 
-    async def move(
-        self,
-        tenant_id: uuid.UUID,
-        mode: Move,
-        amount: int,
-        reason: CreditReason,
-        *,
-        user_id: uuid.UUID | None = None,
-        request_id: str | None = None,
-    ) -> Movement:
+    async def move(self, request: CreditMove) -> Movement:
         raise NotImplementedError
 
     async def grant_for_period(self, tenant_id: uuid.UUID, amount: int, period: str) -> None:
@@ -136,9 +139,8 @@ class CreditStore:
                 .returning(ACCOUNTS.c.balance)
             )
             if balance is not None:
-                await _append(
-                    connection, tenant_id, amount, CreditReason.MONTHLY_GRANT, balance, None, None
-                )
+                grant = CreditMove(tenant_id, Move.CREDIT, amount, CreditReason.MONTHLY_GRANT)
+                await _append(connection, grant, amount, balance)
 
 
 # --- PostgreSQL: one statement each ---------------------------------------------------------
@@ -155,19 +157,16 @@ class PostgresCreditStore(CreditStore):
     each (see `driver_connection`). They commit durably: money never takes the
     relaxed commit the quota counters may."""
 
-    async def move(
-        self,
-        tenant_id: uuid.UUID,
-        mode: Move,
-        amount: int,
-        reason: CreditReason,
-        *,
-        user_id: uuid.UUID | None = None,
-        request_id: str | None = None,
-    ) -> Movement:
+    async def move(self, request: CreditMove) -> Movement:
         async with driver_connection(self.engine, "credit_move") as driver:
             row = await driver.fetchrow(
-                _MOVE, tenant_id, mode.value, amount, reason.value, user_id, request_id
+                _MOVE,
+                request.tenant_id,
+                request.mode.value,
+                request.amount,
+                request.reason.value,
+                request.user_id,
+                request.request_id,
             )
         return Movement(row[0], row[1], row[2])
 
@@ -176,26 +175,17 @@ class PostgresCreditStore(CreditStore):
 class SQLiteCreditStore(CreditStore):
     insert = staticmethod(sqlite.insert)
 
-    async def move(
-        self,
-        tenant_id: uuid.UUID,
-        mode: Move,
-        amount: int,
-        reason: CreditReason,
-        *,
-        user_id: uuid.UUID | None = None,
-        request_id: str | None = None,
-    ) -> Movement:
+    async def move(self, request: CreditMove) -> Movement:
         async with self.engine.begin() as connection:
-            moved, balance = await _move(connection, tenant_id, mode, amount)
+            moved, balance = await _move(
+                connection, request.tenant_id, request.mode, request.amount
+            )
             if balance is None:  # an uncovered debit: nothing moves, nothing is recorded
                 found = await connection.scalar(
-                    select(ACCOUNTS.c.balance).where(ACCOUNTS.c.tenant_id == tenant_id)
+                    select(ACCOUNTS.c.balance).where(ACCOUNTS.c.tenant_id == request.tenant_id)
                 )
                 return Movement(None, 0, int(found or 0))
-            entry_id = await _append(
-                connection, tenant_id, moved, reason, balance, user_id, request_id
-            )
+            entry_id = await _append(connection, request, moved, balance)
             return Movement(entry_id, moved, balance)
 
 
@@ -242,23 +232,17 @@ async def _move(
 
 
 async def _append(
-    connection: AsyncConnection,
-    tenant_id: uuid.UUID,
-    delta: int,
-    reason: CreditReason,
-    balance_after: int,
-    user_id: uuid.UUID | None,
-    request_id: str | None,
+    connection: AsyncConnection, request: CreditMove, delta: int, balance_after: int
 ) -> int:
     return await connection.scalar(
         LEDGER.insert()
         .values(
-            tenant_id=tenant_id,
-            user_id=user_id,
+            tenant_id=request.tenant_id,
+            user_id=request.user_id,
             delta=delta,
-            reason=reason,
+            reason=request.reason,
             balance_after=balance_after,
-            request_id=request_id,
+            request_id=request.request_id,
         )
         .returning(LEDGER.c.id)
     )

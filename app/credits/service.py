@@ -17,7 +17,7 @@ import anyio
 
 from app.billing.tiers import TierTable
 from app.config import Settings
-from app.credits.repository import CreditStore, Move, Movement
+from app.credits.repository import CreditMove, CreditStore, Move, Movement
 from app.db import Database
 from app.errors import PaymentRequired, ServiceUnavailable
 from app.kit.sql import STORE_ERRORS
@@ -113,28 +113,17 @@ class CreditService:
         # A movement is its own transaction: cancelled once sent, it may commit unseen
         # (a reservation no settlement would ever refund). It runs to its end instead,
         # and a cancelled call's settlement still refunds what the call did not use.
+        request = CreditMove(unit.tenant_id, mode, amount, reason, unit.user_id, unit.request_id)
         with anyio.CancelScope(shield=True):
-            return await self.store.move(
-                unit.tenant_id,
-                mode,
-                amount,
-                reason,
-                user_id=unit.user_id,
-                request_id=unit.request_id,
-            )
+            return await self.store.move(request)
 
     async def admin_grant(
         self, tenant_id: uuid.UUID, amount: int, admin_id: uuid.UUID, request_id: str | None
     ) -> int:
-        movement = await self.store.move(
-            tenant_id,
-            Move.CREDIT,
-            amount,
-            CreditReason.ADMIN_GRANT,
-            user_id=admin_id,
-            request_id=request_id,
+        grant = CreditMove(
+            tenant_id, Move.CREDIT, amount, CreditReason.ADMIN_GRANT, admin_id, request_id
         )
-        return movement.balance
+        return (await self.store.move(grant)).balance
 
 
 def _unavailable(exc: Exception) -> ServiceUnavailable:

@@ -126,7 +126,7 @@ async def test_concurrent_reservations_and_settlements_never_overdraw(app, clien
     assert len(overruns) == costs.count(OVER)
     for overrun in overruns:
         # The whole overrun, or all there was.
-        assert overrun["delta"] == -5 or (-5 < overrun["delta"] and overrun["balance_after"] == 0)
+        assert overrun["delta"] == -5 or (overrun["delta"] > -5 and overrun["balance_after"] == 0)
     assert all(e["balance_after"] >= 0 for e in entries)
 
 
