@@ -13,6 +13,7 @@ statement.
 from __future__ import annotations
 
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,7 +98,7 @@ class CreditRepository:
         return int(value or 0)
 
 
-class CreditStore:
+class CreditStore(ABC):
     """Movements of balances, and the monthly grant."""
 
     insert = staticmethod(postgresql.insert)
@@ -109,8 +110,9 @@ class CreditStore:
     def for_database(cls, db: Database) -> CreditStore:
         return SQLiteCreditStore(db.engine) if db.is_sqlite else PostgresCreditStore(db.engine)
 
+    @abstractmethod
     async def move(self, request: CreditMove) -> Movement:
-        raise NotImplementedError
+        """Apply one movement and write its ledger row, atomically."""
 
     async def grant_for_period(self, tenant_id: uuid.UUID, amount: int, period: str) -> None:
         """Create the account if missing; add `amount` once for `period` (if positive).
