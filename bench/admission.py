@@ -22,17 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_postgresql.janitor import DatabaseJanitor
-
 from app.billing.tiers import TierTable
 from app.credits.service import CreditService
 from app.db import Database
 from app.errors import AppError
 from app.quota.service import QuotaService
 from app.work import Charge, Identity, IdentityKind
-from bench.common import goal, machine_info
+from bench.common import goal, machine_info, postgres_database
 from tests.support.databases import migrate
-from tests.support.postgres import find_pg_ctl, start_postgres
 from tests.support.settings import make_settings
 
 
@@ -93,16 +90,7 @@ def main() -> None:
     parser.add_argument("--url", help="an empty PostgreSQL database (postgresql+asyncpg://…)")
     args = parser.parse_args()
     print(f"machine: {machine_info()}")
-    server = None
-    url = args.url
-    if url is None:
-        pg_ctl = find_pg_ctl()
-        if pg_ctl is None:
-            raise SystemExit("PostgreSQL server binaries not found (set PG_CTL)")
-        server = start_postgres(pg_ctl)
-        DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname="bench").init()
-        url = server.url("bench")
-    try:
+    with postgres_database(args.url) as url:
         migrate(url)
         rates = {}
         for limit in (100_000, args.concurrency, 8):
@@ -131,9 +119,6 @@ def main() -> None:
             f"{rates[100_000] / rates[args.concurrency]:.2f}× the throughput "
             "(the cost of admission does not grow with the limit)"
         )
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from tests.support.postgres import find_pg_ctl, start_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def postgres_database(url: str | None = None) -> Iterator[str]:
+    """`url`, or else an empty database on a PostgreSQL server started for the block."""
+    if url is not None:
+        yield url
+        return
+    pg_ctl = find_pg_ctl()
+    if pg_ctl is None:
+        raise SystemExit("PostgreSQL server binaries not found (set PG_CTL)")
+    server = start_postgres(pg_ctl)
+    try:
+        DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname="bench").init()
+        yield server.url("bench")
+    finally:
+        server.stop()
 
 
 def machine_info() -> str:
