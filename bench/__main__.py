@@ -14,7 +14,9 @@ from bench.common import GOAL_MARK, ROOT, machine_info
 
 SUITE = [
     ("Full middleware stack vs bare FastAPI", ["bench.gateway_overhead"]),
-    ("PostgreSQL: live tier lookup, quota-gated unit of work", ["bench.postgres_paths"]),
+    ("PostgreSQL: signed-in request, quota-gated unit of work", ["bench.postgres_paths"]),
+    ("Admission and release on PostgreSQL, one worker", ["bench.admission"]),
+    ("Credit reservation and settlement", ["bench.credits"]),
     ("WebSocket time to first token vs the upstream directly", ["bench.ws_ttft"]),
     ("This app vs LiteLLM Proxy: added latency, requests/s per worker", ["bench.litellm_peer"]),
     ("Idle WebSockets per worker and memory per connection", ["bench.ws_idle"]),
