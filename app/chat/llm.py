@@ -12,6 +12,7 @@ turns provider failures into 502/504.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -31,6 +32,7 @@ from cachetools import LRUCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_litellm import ChatLiteLLM
 
 from app.chat.demo_model import DEMO_MODEL, DemoChatModel
@@ -102,6 +104,9 @@ class ToolSchemas:
 _MAX_BINDINGS = 32
 
 
+Tools = ToolSchemas | Sequence[dict[str, Any]] | None
+
+
 class ChatClient:
     """A chat model and its tool bindings, shared by every request that may use it."""
 
@@ -123,8 +128,59 @@ class ChatClient:
                 self._bindings[tools] = runnable
         return runnable
 
+    async def ainvoke(self, messages: list[BaseMessage], tools: Tools) -> AIMessage:
+        return await self.bound(tools).ainvoke(messages)
 
-DEMO_CLIENT = ChatClient(DemoChatModel())
+    async def astream(
+        self, messages: list[BaseMessage], tools: Tools
+    ) -> AsyncIterator[AIMessageChunk]:
+        async for chunk in self.bound(tools).astream(messages):
+            yield chunk
+
+
+class DemoClient(ChatClient):
+    """The offline demo model, answered without LangChain's run around each call.
+
+    The model is local, deterministic and free: its reply costs less than the run
+    LangChain wraps around a call (callback manager, config merging, tracing hooks),
+    and a tool loop makes two calls per request. Its replies come straight from
+    `DemoChatModel.reply` / `reply_chunks`, the messages LangChain would return.
+    """
+
+    model: DemoChatModel
+
+    def __init__(self, model: DemoChatModel) -> None:
+        super().__init__(model)
+
+    @staticmethod
+    def _schemas(tools: Tools) -> Sequence[dict[str, Any]] | None:
+        if not tools:
+            return None
+        if isinstance(tools, ToolSchemas):
+            return tools.schemas
+        return [convert_to_openai_tool(tool) for tool in tools]
+
+    async def ainvoke(self, messages: list[BaseMessage], tools: Tools) -> AIMessage:
+        return self.model.reply(messages, self._schemas(tools))
+
+    async def astream(
+        self, messages: list[BaseMessage], tools: Tools
+    ) -> AsyncIterator[AIMessageChunk]:
+        for chunk in self.model.reply_chunks(messages, self._schemas(tools)):
+            yield chunk
+            # Let the event loop send each token as it is produced.
+            await asyncio.sleep(0)
+
+
+def client_for(model: ChatClient | BaseChatModel) -> ChatClient:
+    if isinstance(model, ChatClient):
+        return model
+    if isinstance(model, DemoChatModel):
+        return DemoClient(model)
+    return ChatClient(model)
+
+
+DEMO_CLIENT = DemoClient(DemoChatModel())
 
 # Clients over the operator's key: per model, endpoint, key and timeout. The key is
 # held by the client anyway; the cache key has only its digest.
@@ -212,7 +268,7 @@ def record_usage(
     meter: CreditMeter,
     model_name: str,
     message: AIMessage | AIMessageChunk | None,
-    prompt_text: str = "",
+    prompt: str | Sequence[BaseMessage] = "",
 ) -> None:
     """Record a call's cost and tokens: LiteLLM's figures, else an estimate."""
     usage = getattr(message, "usage_metadata", None) if message is not None else None
@@ -220,7 +276,9 @@ def record_usage(
         prompt_tokens = int(usage.get("input_tokens") or 0)
         completion_tokens = int(usage.get("output_tokens") or 0)
     else:
-        prompt_tokens = _estimate_tokens(prompt_text)
+        # The prompt's text is joined only when the provider reported no usage.
+        text = prompt if isinstance(prompt, str) else _prompt_text(prompt)
+        prompt_tokens = _estimate_tokens(text)
         completion_tokens = _estimate_tokens(str(message.content)) if message is not None else 0
     reported = (
         (message.response_metadata or {}).get("response_cost") if message is not None else None
@@ -236,7 +294,8 @@ async def metered(unit: UnitOfWork | None) -> AsyncIterator[CreditMeter]:
     A client that disconnects mid-stream cancels the handler; the settlement must
     still reach the database, or the reservation would stay held.
     """
-    if unit is None:
+    if unit is None or not unit.llm.metered or unit.accountant is None:
+        # Nothing to reserve or settle (the demo model, an unmetered caller).
         yield CreditMeter()
         return
     manager = unit.metered_call()
@@ -256,14 +315,11 @@ def _prompt_text(messages: Sequence[BaseMessage]) -> str:
     return "\n".join(str(m.content) for m in messages)
 
 
-Tools = ToolSchemas | Sequence[dict[str, Any]] | None
-
-
 class ModelCaller:
     """One request's access to a chat model: metered, with provider errors mapped."""
 
     def __init__(self, model: ChatClient | BaseChatModel, unit: UnitOfWork | None) -> None:
-        self.client = model if isinstance(model, ChatClient) else ChatClient(model)
+        self.client = client_for(model)
         self.model = self.client.model
         self.unit = unit
         self.model_name = self.client.model_name
@@ -272,14 +328,11 @@ class ModelCaller:
     def is_demo(self) -> bool:
         return isinstance(self.model, DemoChatModel)
 
-    def _bound(self, tools: Tools) -> Runnable:
-        return self.client.bound(tools)
-
     async def invoke(self, messages: Sequence[BaseMessage], tools: Tools = None) -> AIMessage:
         async with metered(self.unit) as meter:
             result: AIMessage | None = None
             try:
-                result = await self._bound(tools).ainvoke(list(messages))
+                result = await self.client.ainvoke(list(messages), tools)
             except Exception as exc:
                 mapped = _upstream_failure(exc)
                 if mapped is None:
@@ -287,7 +340,7 @@ class ModelCaller:
                 raise mapped from exc
             finally:
                 if result is not None:
-                    record_usage(meter, self.model_name, result, _prompt_text(messages))
+                    record_usage(meter, self.model_name, result, messages)
             return result
 
     async def stream(
@@ -297,7 +350,7 @@ class ModelCaller:
         async with metered(self.unit) as meter:
             merged: AIMessageChunk | None = None
             try:
-                async for chunk in self._bound(tools).astream(list(messages)):
+                async for chunk in self.client.astream(list(messages), tools):
                     merged = chunk if merged is None else merged + chunk
                     yield chunk
             except Exception as exc:
@@ -309,4 +362,4 @@ class ModelCaller:
                 # Also on disconnect or error: bill what was really used (nothing if no
                 # chunk ever arrived: the provider refused or never answered).
                 if merged is not None:
-                    record_usage(meter, self.model_name, merged, _prompt_text(messages))
+                    record_usage(meter, self.model_name, merged, messages)

@@ -78,9 +78,13 @@ def orchestrator_for(
     """
     if not unit.llm.use_llm:
         return demo_orchestrator(tiers, plans, unit.tier, canned=canned)
+    llm = ModelCaller(llm_client(settings, unit.llm), unit)
+    same_model = (settings.LLM_ROUTER_MODEL or settings.LLM_MODEL) == settings.LLM_MODEL
     return Orchestrator(
-        llm=ModelCaller(llm_client(settings, unit.llm), unit),
-        router=ModelCaller(router_client(settings, unit.llm), unit),
+        llm=llm,
+        # One client for both when the router is the same model (a BYOK key's is built
+        # per request).
+        router=llm if same_model else ModelCaller(router_client(settings, unit.llm), unit),
         registry=registry,
         tiers=tiers,
         tier=unit.tier,
