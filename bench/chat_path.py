@@ -11,7 +11,8 @@ Three servers in this run, one uvicorn worker each, loaded by wrk on loopback:
 
 The chat names its agent and asks for one tool call (two model calls), from
 rotating client addresses so no caller runs out of quota. Prints requests/s,
-p50/p99 and the ratios to the baseline.
+p50/p99 and the ratios to the baseline, and the server's CPU time per chat (from
+/proc), which a machine shared with other work disturbs less than requests/s.
 
     .venv/bin/python -m bench.chat_path [--seconds 5] [--connections 32]
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from bench.common import (
     machine_info,
     ratio,
     rotating_headers_script,
+    uvicorn_process,
     uvicorn_server,
     wrk,
 )
@@ -40,10 +43,24 @@ GOAL_REQUESTS_PER_SECOND = 1000
 ROOMY = "1000000"
 
 
-def _chat_load(base: str, script: Path, load: dict[str, int]) -> LoadResult:
-    url = f"{base}/api/v1/chat"
-    wrk(url, seconds=1, connections=load["connections"], script=script)  # warm-up
-    return wrk(url, script=script, **load)
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _chat_load(
+    factory: str, env: dict[str, str], script: Path, load: dict[str, int]
+) -> tuple[LoadResult, float]:
+    """wrk's figures and the server's CPU milliseconds per request."""
+    with uvicorn_process(factory, env) as served:
+        url = f"{served.base}/api/v1/chat"
+        wrk(url, seconds=1, connections=load["connections"], script=script)  # warm-up
+        before = _cpu_seconds(served.pid)
+        result = wrk(url, script=script, **load)
+        used = _cpu_seconds(served.pid) - before
+    requests = result.requests_per_second * load["seconds"]
+    return result, used / requests * 1000 if requests else float("nan")
 
 
 def main() -> None:
@@ -79,14 +96,18 @@ def main() -> None:
             ping = f"{bare}/api/v1/bench/ping"
             wrk(ping, seconds=1, connections=args.connections)
             baseline = wrk(ping, **load)
-        with uvicorn_server("bench.apps:ungated_app", env) as ungated:
-            ungated_chat = _chat_load(ungated, visitors, load)
-        with uvicorn_server("bench.apps:full_app", env) as full:
-            full_chat = _chat_load(full, visitors, load)
+        ungated_chat, ungated_cpu = _chat_load("bench.apps:ungated_app", env, visitors, load)
+        full_chat, full_cpu = _chat_load("bench.apps:full_app", env, visitors, load)
 
     print(baseline.row("bare FastAPI, GET /bench/ping"))
     print(ungated_chat.row("POST /chat (demo), app without the gateway"))
     print(full_chat.row("POST /chat (demo), full app"))
+    print()
+    for name, cpu in (("without the gateway", ungated_cpu), ("full app", full_cpu)):
+        print(
+            f"server CPU per chat, {name:<20} {cpu:6.3f} ms "
+            f"(at most {1000 / cpu:,.0f} req/s on one free core)"
+        )
     print()
     for name, result in (("without the gateway", ungated_chat), ("full app", full_chat)):
         throughput = ratio(result.requests_per_second, baseline.requests_per_second)

@@ -331,13 +331,13 @@ class DemoChatModel(BaseChatModel):
 
     # --- the model's "thinking" --------------------------------------------------
     def respond(self, messages: Sequence[BaseMessage], tools: Sequence[dict] | None) -> AIMessage:
+        if tools and isinstance(messages[-1], ToolMessage):
+            return AIMessage(content=self._answer_from_tools(messages))
         system = "\n".join(str(m.content) for m in messages if isinstance(m, SystemMessage))
         human = next(
             (str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
         )
         if tools:
-            if isinstance(messages[-1], ToolMessage):
-                return AIMessage(content=self._answer_from_tools(messages))
             names = {t["function"]["name"] for t in tools if "function" in t}
             context = _json_after(system, CONTEXT_HEADER) or {}
             previous = _json_after(system, PREVIOUS_RESULTS_HEADER) or []
