@@ -331,13 +331,13 @@ class DemoChatModel(BaseChatModel):
 
     # --- the model's "thinking" --------------------------------------------------
     def respond(self, messages: Sequence[BaseMessage], tools: Sequence[dict] | None) -> AIMessage:
+        if tools and isinstance(messages[-1], ToolMessage):
+            return AIMessage(content=self._answer_from_tools(messages))
         system = "\n".join(str(m.content) for m in messages if isinstance(m, SystemMessage))
         human = next(
             (str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
         )
         if tools:
-            if isinstance(messages[-1], ToolMessage):
-                return AIMessage(content=self._answer_from_tools(messages))
             names = {t["function"]["name"] for t in tools if "function" in t}
             context = _json_after(system, CONTEXT_HEADER) or {}
             previous = _json_after(system, PREVIOUS_RESULTS_HEADER) or []
@@ -377,34 +377,44 @@ class DemoChatModel(BaseChatModel):
         output = _estimate(str(reply.content) + json.dumps([c["args"] for c in reply.tool_calls]))
         return {"input_tokens": prompt, "output_tokens": output, "total_tokens": prompt + output}
 
-    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
-        reply = self.respond(messages, kwargs.get("tools"))
+    # --- replies, with LangChain's run around them or without ----------------------
+    def reply(self, messages: Sequence[BaseMessage], tools: Sequence[dict] | None) -> AIMessage:
+        """The reply, with its (estimated) usage and its cost: nothing."""
+        reply = self.respond(messages, tools)
         reply.usage_metadata = self._usage(messages, reply)  # type: ignore[assignment]
         reply.response_metadata = {"model_name": DEMO_MODEL, "response_cost": 0.0}
         return reply
 
-    def _chunks(self, reply: AIMessage) -> Iterator[ChatGenerationChunk]:
+    def reply_chunks(
+        self, messages: Sequence[BaseMessage], tools: Sequence[dict] | None
+    ) -> Iterator[AIMessageChunk]:
+        """The reply as a stream sends it: a chunk a token, the tool calls, the usage."""
+        reply = self.reply(messages, tools)
         for token in _TOKEN.findall(str(reply.content)):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=token))
+            yield AIMessageChunk(content=token)
         if reply.tool_calls:
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(
-                    content="",
-                    tool_call_chunks=[
-                        {
-                            "name": call["name"],
-                            "args": json.dumps(call["args"]),
-                            "id": call["id"],
-                            "index": index,
-                            "type": "tool_call_chunk",
-                        }
-                        for index, call in enumerate(reply.tool_calls)
-                    ],
-                )
+            yield AIMessageChunk(
+                content="",
+                tool_call_chunks=[
+                    {
+                        "name": call["name"],
+                        "args": json.dumps(call["args"]),
+                        "id": call["id"],
+                        "index": index,
+                        "type": "tool_call_chunk",
+                    }
+                    for index, call in enumerate(reply.tool_calls)
+                ],
             )
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(content="", usage_metadata=reply.usage_metadata)
-        )
+        yield AIMessageChunk(content="", usage_metadata=reply.usage_metadata)
+        yield AIMessageChunk(content="", chunk_position="last")
+
+    def _chunks(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in self.reply_chunks(messages, kwargs.get("tools")):
+            if chunk.chunk_position != "last":  # LangChain's run adds its own last chunk
+                yield ChatGenerationChunk(message=chunk)
 
     # --- BaseChatModel ------------------------------------------------------------
     def _generate(
@@ -414,7 +424,9 @@ class DemoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
+        return ChatResult(
+            generations=[ChatGeneration(message=self.reply(messages, kwargs.get("tools")))]
+        )
 
     async def _agenerate(
         self,
@@ -432,7 +444,7 @@ class DemoChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        yield from self._chunks(self._reply(messages, kwargs))
+        yield from self._chunks(messages, kwargs)
 
     async def _astream(
         self,
@@ -441,7 +453,7 @@ class DemoChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._chunks(self._reply(messages, kwargs)):
+        for chunk in self._chunks(messages, kwargs):
             if run_manager and isinstance(chunk.message.content, str):
                 await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
             yield chunk

@@ -1,19 +1,26 @@
-"""LiteLLM factory and the metered caller every LLM call goes through.
+"""LiteLLM factory, the per-process model clients, and the metered caller.
 
-`get_llm()` / `get_router_llm()` build LangChain chat models over LiteLLM
-(`langchain_litellm.ChatLiteLLM`) from `LLM_MODEL` / `LLM_ROUTER_MODEL`, or the
-local `demo` model. `ModelCaller` wraps each call in the unit of work's credit
-meter, records LiteLLM's usage and cost, and turns provider failures into
-502/504.
+`build_chat_model()` builds a LangChain chat model over LiteLLM
+(`langchain_litellm.ChatLiteLLM`) for `LLM_MODEL` / `LLM_ROUTER_MODEL`, or the
+local `demo` model. `llm_client()` / `router_client()` hand out `ChatClient`s:
+built once per process for the operator's key (a bounded cache), once for the
+demo model, and per request for a caller's own (BYOK) key, which is never kept.
+A `ChatClient` binds each agent's tool schemas once. `ModelCaller` wraps each
+call in the unit of work's credit meter, records LiteLLM's usage and cost, and
+turns provider failures into 502/504.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import math
 import os
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -21,8 +28,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import anyio
 import litellm
 import openai
+from cachetools import LRUCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_litellm import ChatLiteLLM
 
 from app.chat.demo_model import DEMO_MODEL, DemoChatModel
@@ -71,12 +81,156 @@ def build_chat_model(
     )
 
 
+def _model_name(model: BaseChatModel) -> str:
+    return getattr(model, "model", None) or DEMO_MODEL
+
+
+@dataclass(frozen=True, eq=False)
+class ToolSchemas:
+    """One agent's tools as OpenAI function schemas, built once per process.
+
+    Compared by identity: a `ChatClient` keeps the model bound to these tools
+    under this very object, so each agent's tools are bound once per client.
+    """
+
+    owner: str
+    schemas: tuple[dict[str, Any], ...]
+
+    def __len__(self) -> int:
+        return len(self.schemas)
+
+
+# Bindings a client keeps: one per agent's tools (four agents); a bound for safety.
+_MAX_BINDINGS = 32
+
+
+Tools = ToolSchemas | Sequence[dict[str, Any]] | None
+
+
+class ChatClient:
+    """A chat model and its tool bindings, shared by every request that may use it."""
+
+    def __init__(self, model: BaseChatModel) -> None:
+        self.model = model
+        self.model_name = _model_name(model)
+        self._bindings: dict[ToolSchemas, Runnable] = {}
+
+    def bound(self, tools: ToolSchemas | Sequence[dict[str, Any]] | None) -> Runnable:
+        """The model with `tools` bound; for an agent's `ToolSchemas`, bound once."""
+        if not tools:
+            return self.model
+        if not isinstance(tools, ToolSchemas):
+            return self.model.bind_tools(list(tools))
+        runnable = self._bindings.get(tools)
+        if runnable is None:
+            runnable = self.model.bind_tools(list(tools.schemas))
+            if len(self._bindings) < _MAX_BINDINGS:
+                self._bindings[tools] = runnable
+        return runnable
+
+    async def ainvoke(self, messages: list[BaseMessage], tools: Tools) -> AIMessage:
+        return await self.bound(tools).ainvoke(messages)
+
+    async def astream(
+        self, messages: list[BaseMessage], tools: Tools
+    ) -> AsyncIterator[AIMessageChunk]:
+        async for chunk in self.bound(tools).astream(messages):
+            yield chunk
+
+
+class DemoClient(ChatClient):
+    """The offline demo model, answered without LangChain's run around each call.
+
+    The model is local, deterministic and free: its reply costs less than the run
+    LangChain wraps around a call (callback manager, config merging, tracing hooks),
+    and a tool loop makes two calls per request. Its replies come straight from
+    `DemoChatModel.reply` / `reply_chunks`, the messages LangChain would return.
+    """
+
+    model: DemoChatModel
+
+    def __init__(self, model: DemoChatModel) -> None:
+        super().__init__(model)
+
+    @staticmethod
+    def _schemas(tools: Tools) -> Sequence[dict[str, Any]] | None:
+        if not tools:
+            return None
+        if isinstance(tools, ToolSchemas):
+            return tools.schemas
+        return [convert_to_openai_tool(tool) for tool in tools]
+
+    async def ainvoke(self, messages: list[BaseMessage], tools: Tools) -> AIMessage:
+        return self.model.reply(messages, self._schemas(tools))
+
+    async def astream(
+        self, messages: list[BaseMessage], tools: Tools
+    ) -> AsyncIterator[AIMessageChunk]:
+        for chunk in self.model.reply_chunks(messages, self._schemas(tools)):
+            yield chunk
+            # Let the event loop send each token as it is produced.
+            await asyncio.sleep(0)
+
+
+def client_for(model: ChatClient | BaseChatModel) -> ChatClient:
+    if isinstance(model, ChatClient):
+        return model
+    if isinstance(model, DemoChatModel):
+        return DemoClient(model)
+    return ChatClient(model)
+
+
+DEMO_CLIENT = DemoClient(DemoChatModel())
+
+# Clients over the operator's key: per model, endpoint, key and timeout. The key is
+# held by the client anyway; the cache key has only its digest.
+MAX_SHARED_CLIENTS = 16
+_shared: LRUCache[tuple[Any, ...], ChatClient] = LRUCache(maxsize=MAX_SHARED_CLIENTS)
+_shared_lock = threading.Lock()
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def chat_client(model: str, settings: Settings, grant: LLMGrant | None = None) -> ChatClient:
+    """The client for `model` this grant may use.
+
+    The demo model and the operator's key: one client per process (per model,
+    endpoint, key and timeout). A caller's own key: a client of its own, for
+    this request only, so the key never reaches another caller's calls.
+    """
+    if model == DEMO_MODEL or (grant is not None and not grant.use_llm):
+        return DEMO_CLIENT
+    if grant is not None and grant.byok:
+        return ChatClient(build_chat_model(model, settings, grant))
+    key = (
+        model,
+        settings.LLM_API_BASE or None,
+        _digest(settings.LLM_API_KEY) if settings.LLM_API_KEY else None,
+        settings.LLM_TIMEOUT_SECONDS,
+    )
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = _shared[key] = ChatClient(build_chat_model(model, settings, grant))
+    return client
+
+
+def llm_client(settings: Settings, grant: LLMGrant | None = None) -> ChatClient:
+    return chat_client(settings.LLM_MODEL, settings, grant)
+
+
+def router_client(settings: Settings, grant: LLMGrant | None = None) -> ChatClient:
+    return chat_client(settings.LLM_ROUTER_MODEL or settings.LLM_MODEL, settings, grant)
+
+
 def get_llm(settings: Settings, grant: LLMGrant | None = None) -> BaseChatModel:
-    return build_chat_model(settings.LLM_MODEL, settings, grant)
+    return llm_client(settings, grant).model
 
 
 def get_router_llm(settings: Settings, grant: LLMGrant | None = None) -> BaseChatModel:
-    return build_chat_model(settings.LLM_ROUTER_MODEL or settings.LLM_MODEL, settings, grant)
+    return router_client(settings, grant).model
 
 
 def _upstream_failure(exc: BaseException) -> Exception | None:
@@ -114,7 +268,7 @@ def record_usage(
     meter: CreditMeter,
     model_name: str,
     message: AIMessage | AIMessageChunk | None,
-    prompt_text: str = "",
+    prompt: str | Sequence[BaseMessage] = "",
 ) -> None:
     """Record a call's cost and tokens: LiteLLM's figures, else an estimate."""
     usage = getattr(message, "usage_metadata", None) if message is not None else None
@@ -122,7 +276,9 @@ def record_usage(
         prompt_tokens = int(usage.get("input_tokens") or 0)
         completion_tokens = int(usage.get("output_tokens") or 0)
     else:
-        prompt_tokens = _estimate_tokens(prompt_text)
+        # The prompt's text is joined only when the provider reported no usage.
+        text = prompt if isinstance(prompt, str) else _prompt_text(prompt)
+        prompt_tokens = _estimate_tokens(text)
         completion_tokens = _estimate_tokens(str(message.content)) if message is not None else 0
     reported = (
         (message.response_metadata or {}).get("response_cost") if message is not None else None
@@ -138,7 +294,8 @@ async def metered(unit: UnitOfWork | None) -> AsyncIterator[CreditMeter]:
     A client that disconnects mid-stream cancels the handler; the settlement must
     still reach the database, or the reservation would stay held.
     """
-    if unit is None:
+    if unit is None or not unit.llm.metered or unit.accountant is None:
+        # Nothing to reserve or settle (the demo model, an unmetered caller).
         yield CreditMeter()
         return
     manager = unit.metered_call()
@@ -154,10 +311,6 @@ async def metered(unit: UnitOfWork | None) -> AsyncIterator[CreditMeter]:
             await manager.__aexit__(*exc_info)
 
 
-def _model_name(model: BaseChatModel) -> str:
-    return getattr(model, "model", None) or DEMO_MODEL
-
-
 def _prompt_text(messages: Sequence[BaseMessage]) -> str:
     return "\n".join(str(m.content) for m in messages)
 
@@ -165,25 +318,21 @@ def _prompt_text(messages: Sequence[BaseMessage]) -> str:
 class ModelCaller:
     """One request's access to a chat model: metered, with provider errors mapped."""
 
-    def __init__(self, model: BaseChatModel, unit: UnitOfWork | None) -> None:
-        self.model = model
+    def __init__(self, model: ChatClient | BaseChatModel, unit: UnitOfWork | None) -> None:
+        self.client = client_for(model)
+        self.model = self.client.model
         self.unit = unit
-        self.model_name = _model_name(model)
+        self.model_name = self.client.model_name
 
     @property
     def is_demo(self) -> bool:
         return isinstance(self.model, DemoChatModel)
 
-    def _bound(self, tools: Sequence[dict[str, Any]] | None):
-        return self.model.bind_tools(list(tools)) if tools else self.model
-
-    async def invoke(
-        self, messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AIMessage:
+    async def invoke(self, messages: Sequence[BaseMessage], tools: Tools = None) -> AIMessage:
         async with metered(self.unit) as meter:
             result: AIMessage | None = None
             try:
-                result = await self._bound(tools).ainvoke(list(messages))
+                result = await self.client.ainvoke(list(messages), tools)
             except Exception as exc:
                 mapped = _upstream_failure(exc)
                 if mapped is None:
@@ -191,17 +340,17 @@ class ModelCaller:
                 raise mapped from exc
             finally:
                 if result is not None:
-                    record_usage(meter, self.model_name, result, _prompt_text(messages))
+                    record_usage(meter, self.model_name, result, messages)
             return result
 
     async def stream(
-        self, messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] | None = None
+        self, messages: Sequence[BaseMessage], tools: Tools = None
     ) -> AsyncIterator[AIMessageChunk]:
         """Chunks as the provider sends them; the last merged chunk's usage is billed."""
         async with metered(self.unit) as meter:
             merged: AIMessageChunk | None = None
             try:
-                async for chunk in self._bound(tools).astream(list(messages)):
+                async for chunk in self.client.astream(list(messages), tools):
                     merged = chunk if merged is None else merged + chunk
                     yield chunk
             except Exception as exc:
@@ -213,4 +362,4 @@ class ModelCaller:
                 # Also on disconnect or error: bill what was really used (nothing if no
                 # chunk ever arrived: the provider refused or never answered).
                 if merged is not None:
-                    record_usage(meter, self.model_name, merged, _prompt_text(messages))
+                    record_usage(meter, self.model_name, merged, messages)

@@ -14,8 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.billing.tiers import TIER_ORDER, TierTable
 from app.chat.agents import ChatAgent, registry
-from app.chat.demo_model import DemoChatModel
-from app.chat.llm import ModelCaller, get_llm, get_router_llm
+from app.chat.llm import DEMO_CLIENT, ModelCaller, llm_client, router_client
 from app.chat.orchestrator import Orchestrator
 from app.chat.plans import PlanService
 from app.chat.schemas import AgentInfo, ChatContext, ChatRequest, ToolInfo
@@ -52,7 +51,7 @@ def demo_orchestrator(
     canned: Mapping[str, str] | None = None,
 ) -> Orchestrator:
     """The orchestrator over the offline demo model: no network, no credits."""
-    model = ModelCaller(DemoChatModel(), None)
+    model = ModelCaller(DEMO_CLIENT, None)
     return Orchestrator(
         llm=model,
         router=model,
@@ -79,9 +78,13 @@ def orchestrator_for(
     """
     if not unit.llm.use_llm:
         return demo_orchestrator(tiers, plans, unit.tier, canned=canned)
+    llm = ModelCaller(llm_client(settings, unit.llm), unit)
+    same_model = (settings.LLM_ROUTER_MODEL or settings.LLM_MODEL) == settings.LLM_MODEL
     return Orchestrator(
-        llm=ModelCaller(get_llm(settings, unit.llm), unit),
-        router=ModelCaller(get_router_llm(settings, unit.llm), unit),
+        llm=llm,
+        # One client for both when the router is the same model (a BYOK key's is built
+        # per request).
+        router=llm if same_model else ModelCaller(router_client(settings, unit.llm), unit),
         registry=registry,
         tiers=tiers,
         tier=unit.tier,
@@ -129,7 +132,7 @@ def agent_info(agent: ChatAgent, tiers: TierTable) -> AgentInfo:
         description=agent.description,
         tools=[
             ToolInfo(name=t.name, description=t.description, input_schema=t.input_schema())
-            for t in agent.get_tools()
+            for t in agent.tools
         ],
         examples=list(agent.examples),
         tags=list(agent.tags),

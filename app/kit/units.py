@@ -18,8 +18,11 @@ IDENTITY = "identity"
 ADMITTED_UNIT = "unit_of_work"
 UNIT_ADMISSION = "unit_admission"
 
+# The dependencies below are `async def` although they never await: FastAPI runs a
+# plain function in its threadpool, a thread hand-off on every request.
 
-def caller_identity(connection: HTTPConnection) -> Identity:
+
+async def caller_identity(connection: HTTPConnection) -> Identity:
     """Who the gateway resolved the caller to (every rate-limited route has one).
 
     Credentials that were sent but no longer hold (an expired or revoked token, an
@@ -36,7 +39,7 @@ def caller_identity(connection: HTTPConnection) -> Identity:
 CallerIdentity = Annotated[Identity, Depends(caller_identity)]
 
 
-def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
+async def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
     """The unit the gate admitted for this request (a route declared `unit_of_work=True`).
 
     The gate admits none when the caller's credentials do not verify, and leaves

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from langchain_core.messages import (
@@ -21,7 +22,7 @@ from langchain_core.messages import (
 )
 from pydantic import BaseModel, ValidationError
 
-from app.chat.llm import ModelCaller
+from app.chat.llm import ModelCaller, ToolSchemas
 from app.chat.prompts import AGENT_PROMPTS, CONTEXT_HEADER, PREVIOUS_RESULTS_HEADER
 from app.chat.schemas import Action, ChatContext, HistoryMessage
 
@@ -110,10 +111,16 @@ class AgentTool:
     args_schema: type[BaseModel]
     run: Callable[[Workspace, Any], ToolOutcome]
 
-    def input_schema(self) -> dict[str, Any]:
+    @cached_property
+    def _input_schema(self) -> dict[str, Any]:
         return self.args_schema.model_json_schema()
 
-    def openai_schema(self) -> dict[str, Any]:
+    def input_schema(self) -> dict[str, Any]:
+        """The tool's JSON schema, generated once; read it, never change it."""
+        return self._input_schema
+
+    @cached_property
+    def _openai_schema(self) -> dict[str, Any]:
         return {
             "type": "function",
             "function": {
@@ -122,6 +129,10 @@ class AgentTool:
                 "parameters": self.input_schema(),
             },
         }
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The tool as an OpenAI function, built once; read it, never change it."""
+        return self._openai_schema
 
     def __call__(self, workspace: Workspace, arguments: dict[str, Any]) -> ToolOutcome:
         try:
@@ -166,6 +177,20 @@ class ChatAgent(ABC):
     @abstractmethod
     def get_tools(self) -> list[AgentTool]:
         """The agent's tools, each with its pydantic input schema."""
+
+    # Agents are built once, at registration: their tools and the tools' schemas are
+    # built on first use and shared by every request after it.
+    @cached_property
+    def tools(self) -> tuple[AgentTool, ...]:
+        return tuple(self.get_tools())
+
+    @cached_property
+    def tools_by_name(self) -> dict[str, AgentTool]:
+        return {tool.name: tool for tool in self.tools}
+
+    @cached_property
+    def tool_schemas(self) -> ToolSchemas:
+        return ToolSchemas(self.name, tuple(tool.openai_schema() for tool in self.tools))
 
     @property
     def system_prompt(self) -> str:
@@ -222,9 +247,7 @@ class ChatAgent(ABC):
         """Text tokens as the model produces them, then the `AgentResult`."""
         workspace = context if isinstance(context, Workspace) else Workspace(context)
         messages = self.build_messages(query, workspace, previous_results, history)
-        async with aclosing(
-            self._tool_loop(llm, messages, self.get_tools(), workspace, stream=stream)
-        ) as events:
+        async with aclosing(self._tool_loop(llm, messages, workspace, stream=stream)) as events:
             async for event in events:
                 yield event
 
@@ -232,14 +255,13 @@ class ChatAgent(ABC):
         self,
         llm: ModelCaller,
         messages: list[BaseMessage],
-        tools: Sequence[AgentTool],
         workspace: Workspace,
         *,
         max_iter: int = 5,
         stream: bool = False,
     ) -> AsyncIterator[str | AgentResult]:
-        by_name = {tool.name: tool for tool in tools}
-        schemas = [tool.openai_schema() for tool in tools]
+        by_name = self.tools_by_name
+        schemas = self.tool_schemas
         actions: list[Action] = []
         summaries: list[str] = []
         calls = 0
