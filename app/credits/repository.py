@@ -21,7 +21,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from app.db import Database
+from app.db import Database, begin_write
 from app.kit.sql import driver_connection
 from app.models import CreditAccount, CreditLedgerEntry, CreditReason
 from app.models.base import utcnow
@@ -120,7 +120,7 @@ class CreditStore(ABC):
         The account row decides: the grant is a conditional UPDATE on its
         `last_grant_period`, so whichever worker asks, each period is granted once.
         """
-        async with self.engine.begin() as connection:
+        async with begin_write(self.engine) as connection:
             await connection.execute(
                 self.insert(ACCOUNTS)
                 .values(tenant_id=tenant_id, balance=0)
@@ -178,7 +178,7 @@ class SQLiteCreditStore(CreditStore):
     insert = staticmethod(sqlite.insert)
 
     async def move(self, request: CreditMove) -> Movement:
-        async with self.engine.begin() as connection:
+        async with begin_write(self.engine) as connection:
             moved, balance = await _move(
                 connection, request.tenant_id, request.mode, request.amount
             )

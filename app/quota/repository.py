@@ -28,7 +28,7 @@ from sqlalchemy import case, delete, func, select, tuple_, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from app.db import Database
+from app.db import Database, begin_write
 from app.kit.sql import driver_connection, upsert
 from app.models import QuotaCounter, QuotaKind
 from app.models.quota import ConcurrencyLease, ConcurrencyScope
@@ -142,7 +142,7 @@ class QuotaStore:
 
     async def renew(self, lease_id: str, now: datetime, expires_at: datetime) -> bool:
         """Move a live lease's expiry on; False when it has lapsed (a lapsed lease stays so)."""
-        async with self.engine.begin() as connection:
+        async with begin_write(self.engine) as connection:
             result = await connection.execute(
                 update(LEASES)
                 .where(LEASES.c.lease_id == lease_id, LEASES.c.expires_at > now)
@@ -196,7 +196,7 @@ class QuotaStore:
             )
         deleted = 0
         for scope in scopes:
-            async with self.engine.begin() as connection:
+            async with begin_write(self.engine) as connection:
                 lapsed = await _delete_lapsed(connection, scope, now)
                 if lapsed:
                     await connection.execute(
@@ -209,7 +209,7 @@ class QuotaStore:
                         )
                     )
                 deleted += lapsed
-        async with self.engine.begin() as connection:
+        async with begin_write(self.engine) as connection:
             await connection.execute(delete(SCOPES).where(SCOPES.c.in_use <= 0))
         return deleted
 
@@ -284,24 +284,17 @@ class PostgresQuotaStore(QuotaStore):
 # --- SQLite: the same steps in one transaction ----------------------------------------------
 class SQLiteQuotaStore(QuotaStore):
     async def admit(self, request: AdmissionRequest) -> Outcome:
-        async with self.engine.connect() as connection:
-            transaction = await connection.begin()
-            try:
-                outcome = await _admit(connection, request)
-            except BaseException:
-                await transaction.rollback()
-                raise
+        async with begin_write(self.engine) as connection:
+            outcome = await _admit(connection, request)
             # A refusal takes nothing: everything it counted goes with the rollback.
             if outcome.refused:
-                await transaction.rollback()
-            else:
-                await transaction.commit()
+                await connection.rollback()
             return outcome
 
     async def release(
         self, lease_id: str, day: date, counts: Sequence[tuple[str, QuotaKind]]
     ) -> None:
-        async with self.engine.begin() as connection:
+        async with begin_write(self.engine) as connection:
             gone = await connection.scalars(
                 delete(LEASES).where(LEASES.c.lease_id == lease_id).returning(LEASES.c.scope)
             )
