@@ -13,8 +13,10 @@ the load, the clock or another server.
   Started with a config file: one model (`openai/gpt-4o-mini` at the upstream),
   a master key, no database, one worker, quiet logs. Request:
   `POST /v1/chat/completions`, not streamed, with the master key.
-- This app: uvicorn, one worker, SQLite in a temporary DATA_DIR, callers signed
-  in on the pro tier (metered by credits), limits raised so nothing is refused.
+- This app: uvicorn, one worker, on PostgreSQL as deployed (a server started by
+  the benchmark; quota admission and release and credit movements are one
+  statement each there), callers signed in on the pro tier (metered by
+  credits), limits raised so nothing is refused.
   Request: `POST /api/v1/chat` naming `task_agent`: identity, tier rate limit,
   quota admission and release, credit reserve and settle, the orchestrator and
   its agent, then one upstream call (counted by the upstream, printed).
@@ -37,7 +39,6 @@ import contextlib
 import json
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from packaging.requirements import Requirement
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -63,6 +65,7 @@ from bench.common import (
     free_port,
     goal,
     machine_info,
+    postgres_database,
     process_cpu_seconds,
     rotating_headers_script,
     start_uvicorn,
@@ -250,9 +253,10 @@ def start_peer(venv: Path, upstream: str, directory: Path) -> ServerProcess:
 # --- this app --------------------------------------------------------------------------
 
 
-def app_env(data_dir: str, upstream: str) -> dict[str, str]:
+def app_env(data_dir: str, upstream: str, database_url: str) -> dict[str, str]:
     return bench_env(
         data_dir,
+        DATABASE_URL=database_url,
         LLM_MODEL="openai/gpt-4o-mini",
         LLM_ROUTER_MODEL="openai/gpt-4o-mini",
         LLM_API_BASE=upstream,
@@ -265,7 +269,7 @@ def app_env(data_dir: str, upstream: str) -> dict[str, str]:
     )
 
 
-def pro_users(base: str, data_dir: str, count: int) -> list[str]:
+def pro_users(base: str, database_url: str, count: int) -> list[str]:
     """`count` signed-in callers on the pro tier, as a Stripe webhook would set it."""
     tokens = []
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -276,7 +280,7 @@ def pro_users(base: str, data_dir: str, count: int) -> list[str]:
             )
             response.raise_for_status()
             tokens.append(f"Bearer {response.json()['access_token']}")
-        with contextlib.closing(sqlite3.connect(Path(data_dir) / "adiuva.db")) as db, db:
+        with psycopg.connect(database_url.replace("+asyncpg", ""), autocommit=True) as db:
             db.execute("UPDATE subscriptions SET tier = 'pro'")
         for token in tokens:  # the tier is live, and the month's grant is in
             response = client.get("/api/v1/credits", headers={"Authorization": token})
@@ -523,7 +527,11 @@ def main() -> int:
     }
 
     results: list[ModeResult] = []
-    with tempfile.TemporaryDirectory() as data_dir, contextlib.ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        postgres_database() as database_url,
+        contextlib.ExitStack() as stack,
+    ):
         work = Path(data_dir)
         upstream_server = start_uvicorn(
             "bench.litellm_peer:upstream_app", ready_path="/bench/upstream"
@@ -532,7 +540,7 @@ def main() -> int:
         upstream = upstream_server.wait_ready().base
         control, api_base = f"{upstream}/bench/upstream", f"{upstream}/v1"
 
-        env = app_env(str(work / "data"), api_base)
+        env = app_env(str(work / "data"), api_base, database_url)
         migrate(env)
         # Both start at once: each takes seconds to import.
         app_server = start_uvicorn("app.main:create_app", env)
@@ -543,7 +551,7 @@ def main() -> int:
         peer = peer_server.wait_ready(timeout=90).base
         print(f"servers ready after {time.monotonic() - started:.0f} s")
 
-        tokens = pro_users(app, env["DATA_DIR"], USERS)
+        tokens = pro_users(app, database_url, USERS)
         targets = [
             Target(
                 "direct",
