@@ -17,6 +17,7 @@ SUITE = [
     ("PostgreSQL: signed-in request, quota-gated unit of work", ["bench.postgres_paths"]),
     ("Admission and release on PostgreSQL, one worker", ["bench.admission"]),
     ("Credit reservation and settlement", ["bench.credits"]),
+    ("Offline demo chat with and without the gateway", ["bench.chat_path"]),
     ("WebSocket time to first token vs the upstream directly", ["bench.ws_ttft"]),
     ("This app vs LiteLLM Proxy: added latency, requests/s per worker", ["bench.litellm_peer"]),
     ("Idle WebSockets per worker and memory per connection", ["bench.ws_idle"]),

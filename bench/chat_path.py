@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
 from bench.common import (
     LoadResult,
+    goal,
     machine_info,
     ratio,
     rotating_headers_script,
@@ -43,12 +43,6 @@ GOAL_REQUESTS_PER_SECOND = 1000
 ROOMY = "1000000"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _chat_load(
     factory: str, env: dict[str, str], script: Path, load: dict[str, int]
 ) -> tuple[LoadResult, float]:
@@ -56,9 +50,9 @@ def _chat_load(
     with uvicorn_process(factory, env) as served:
         url = f"{served.base}/api/v1/chat"
         wrk(url, seconds=1, connections=load["connections"], script=script)  # warm-up
-        before = _cpu_seconds(served.pid)
+        before = served.cpu_seconds()
         result = wrk(url, script=script, **load)
-        used = _cpu_seconds(served.pid) - before
+        used = served.cpu_seconds() - before
     requests = result.requests_per_second * load["seconds"]
     return result, used / requests * 1000 if requests else float("nan")
 
@@ -114,9 +108,11 @@ def main() -> None:
         p50 = ratio(result.p50_ms, baseline.p50_ms)
         p99 = ratio(result.p99_ms, baseline.p99_ms)
         print(f"chat, {name:<22} throughput {throughput}  p50 {p50}  p99 {p99}  (vs bare)")
-    print(
-        "\noffline demo chat without the gateway: "
-        f"{ungated_chat.requests_per_second:,.0f} req/s (goal >= {GOAL_REQUESTS_PER_SECOND:,})"
+    goal(
+        "offline demo POST /chat without the gateway, one worker",
+        f"{ungated_chat.requests_per_second:,.0f} req/s ({ungated_cpu:.2f} ms CPU each)",
+        f"≥ {GOAL_REQUESTS_PER_SECOND:,} req/s",
+        ungated_chat.requests_per_second >= GOAL_REQUESTS_PER_SECOND,
     )
     refused = ungated_chat.non_2xx + full_chat.non_2xx
     if refused:
