@@ -18,7 +18,11 @@ SUITE = [
     ("Admission and release on PostgreSQL, one worker", ["bench.admission"]),
     ("Credit reservation and settlement", ["bench.credits"]),
     ("Offline demo chat with and without the gateway", ["bench.chat_path"]),
-    ("WebSocket time to first token vs the upstream directly", ["bench.ws_ttft"]),
+    ("WebSocket time to first token vs the upstream directly, SQLite", ["bench.ws_ttft"]),
+    (
+        "WebSocket time to first token vs the upstream directly, PostgreSQL",
+        ["bench.ws_ttft", "--database", "postgresql"],
+    ),
     ("This app vs LiteLLM Proxy: added latency, requests/s per worker", ["bench.litellm_peer"]),
     ("Idle WebSockets per worker and memory per connection", ["bench.ws_idle"]),
     ("Storage throughput and memory", ["bench.storage_throughput"]),

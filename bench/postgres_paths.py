@@ -69,7 +69,10 @@ def main() -> None:
             with (
                 uvicorn_server("bench.apps:bare_app") as bare,
                 uvicorn_server("bench.apps:full_app", env) as full,
-                uvicorn_server("bench.apps:ungated_app", env) as ungated,
+                # A data directory of its own: embedded Qdrant locks the full app's.
+                uvicorn_server(
+                    "bench.apps:ungated_app", {**env, "DATA_DIR": str(Path(data_dir) / "ungated")}
+                ) as ungated,
             ):
                 users = rotating_headers_script(
                     scripts, "Authorization", register_users(full, USERS)

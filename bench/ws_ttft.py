@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -39,7 +40,7 @@ import litellm
 from websockets.asyncio.client import connect
 
 from app.chat.agents import Workspace, registry
-from bench.common import goal, machine_info, ratio, uvicorn_server
+from bench.common import goal, machine_info, postgres_database, ratio, uvicorn_server
 from bench.gateway_overhead import bench_env, migrate
 from tests.chat.upstream import ServerThread, UpstreamState, build_app
 
@@ -143,15 +144,26 @@ async def measure(rounds: int, upstream: str, ws_url: str) -> dict[str, list[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="SQLite (the embedded default) or a PostgreSQL server started for the run",
+    )
     args = parser.parse_args()
 
     state = UpstreamState(tool_call=None)
     upstream = ServerThread(build_app(state)).start()
     upstream_base = f"http://127.0.0.1:{upstream.port}/v1"
     try:
-        with tempfile.TemporaryDirectory() as data_dir:
+        with contextlib.ExitStack() as stack:
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            database = {}
+            if args.database == "postgresql":
+                database["DATABASE_URL"] = stack.enter_context(postgres_database())
             env = bench_env(
                 data_dir,
+                **database,
                 LLM_MODEL="openai/gpt-4o-mini",
                 LLM_ROUTER_MODEL="openai/gpt-4o-mini",
                 LLM_API_BASE=upstream_base,
@@ -171,7 +183,7 @@ def main() -> None:
         upstream.stop()
 
     raw = statistics.median(results["raw"]) * 1000
-    print(f"time to first token, {args.rounds} rounds · {machine_info()}")
+    print(f"time to first token, {args.rounds} rounds, {args.database} · {machine_info()}")
     print(summary("raw", results["raw"]))
     print(summary("litellm", results["litellm"], raw))
     print(summary("websocket (first frame)", results["websocket"], raw))
@@ -186,7 +198,7 @@ def main() -> None:
     )
     print(f"with the connection and upgrade: {connected - lite:+.2f} ms over litellm alone")
     goal(
-        "WebSocket time to first token over litellm.acompletion alone (median)",
+        f"WebSocket time to first token over litellm.acompletion alone, {args.database} (median)",
         f"{ws - lite:+.1f} ms",
         f"≤ +{GOAL_MS:g} ms",
         ws - lite <= GOAL_MS,
