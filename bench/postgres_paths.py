@@ -63,6 +63,8 @@ def main() -> None:
                 DATABASE_URL=url,
                 RATE_LIMIT_DAILY_PER_USER="1000000",
                 RATE_LIMIT_DAILY_PER_IP="1000000",
+                RATE_LIMIT_DAILY_LLM_PER_USER="1000000",
+                RATE_LIMIT_DAILY_LLM_PER_IP="1000000",
                 MAX_CONCURRENT_TASK_TREES="1000",
             )
             scripts = Path(data_dir)
