@@ -20,7 +20,6 @@ p50/p99 and the ratios to the baseline, and the server's CPU time per chat (from
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -35,10 +34,8 @@ from bench.common import (
     wrk,
 )
 from bench.gateway_overhead import ADDRESSES, bench_env, migrate
+from bench.postgres_paths import CHAT_BODY
 
-CHAT_BODY = json.dumps(
-    {"message": "add a task to call Anna tomorrow, high priority", "agent": "task_agent"}
-)
 GOAL_REQUESTS_PER_SECOND = 1000
 ROOMY = "1000000"
 

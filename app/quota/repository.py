@@ -29,7 +29,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.db import Database, begin_write
-from app.kit.sql import driver_connection, upsert
+from app.kit.sql import driver_connection
 from app.models import QuotaCounter, QuotaKind
 from app.models.quota import ConcurrencyLease, ConcurrencyScope
 
@@ -41,22 +41,6 @@ COUNTERS = QuotaCounter.__table__
 class CounterRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def consume(self, subject: str, kind: QuotaKind, day: date, limit: int) -> int | None:
-        """Count one unit if `used < limit`; the new count, or None when the limit is reached."""
-        if limit <= 0:
-            return None
-        statement = (
-            upsert(self.session, COUNTERS)
-            .values(subject=subject, kind=kind, day=day, used=1)
-            .on_conflict_do_update(
-                index_elements=[COUNTERS.c.subject, COUNTERS.c.kind, COUNTERS.c.day],
-                set_={"used": COUNTERS.c.used + 1},
-                where=COUNTERS.c.used < limit,
-            )
-            .returning(COUNTERS.c.used)
-        )
-        return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def prune_before(self, day: date) -> int:
         result = await self.session.execute(delete(QuotaCounter).where(QuotaCounter.day < day))
