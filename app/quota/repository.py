@@ -18,6 +18,7 @@ which makes them correct for one process.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -103,7 +104,7 @@ class Usage:
     system_in_use: int
 
 
-class QuotaStore:
+class QuotaStore(ABC):
     """Admission, release and renewal of units of work, and what /quota/status reads."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -115,14 +116,15 @@ class QuotaStore:
             return SQLiteQuotaStore(db.engine)
         return PostgresQuotaStore(db.engine, synchronous_commit=synchronous_commit)
 
+    @abstractmethod
     async def admit(self, request: AdmissionRequest) -> Outcome:
-        raise NotImplementedError
+        """Take the unit's slots and counts, or none of them; what it came to."""
 
+    @abstractmethod
     async def release(
         self, lease_id: str, day: date, counts: Sequence[tuple[str, QuotaKind]]
     ) -> None:
         """Delete the lease (its slots come back) and give back `counts` of `day`."""
-        raise NotImplementedError
 
     async def renew(self, lease_id: str, now: datetime, expires_at: datetime) -> bool:
         """Move a live lease's expiry on; False when it has lapsed (a lapsed lease stays so)."""
