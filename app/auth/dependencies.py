@@ -17,15 +17,15 @@ from app.models import BillingTier, MembershipRole, TenantKind
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
 
-def get_token_codec(request: Request) -> TokenCodec:
+async def get_token_codec(request: Request) -> TokenCodec:
     return request.app.state.token_codec
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
-def get_access_lookup(request: Request) -> AccessSource:
+async def get_access_lookup(request: Request) -> AccessSource:
     return request.app.state.access_lookup
 
 
@@ -59,7 +59,7 @@ class Principal:
     tenant: TenantContext
 
 
-def access_claims(
+async def access_claims(
     codec: TokenCodecDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> dict:
@@ -88,15 +88,15 @@ async def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_current_user(principal: CurrentPrincipal) -> AuthenticatedUser:
+async def get_current_user(principal: CurrentPrincipal) -> AuthenticatedUser:
     return principal.user
 
 
-def get_current_tenant(principal: CurrentPrincipal) -> TenantContext:
+async def get_current_tenant(principal: CurrentPrincipal) -> TenantContext:
     return principal.tenant
 
 
-def require_admin(
+async def require_admin(
     user: Annotated[AuthenticatedUser, Depends(get_current_user)],
 ) -> AuthenticatedUser:
     if not user.is_admin:

@@ -21,13 +21,13 @@ from app.kit.routing import DomainRouter
 router = DomainRouter(prefix="/auth", tags=["auth"])
 
 
-def get_auth_service(
+async def get_auth_service(
     session: SessionDep, settings: SettingsDep, hasher: PasswordHasherDep, codec: TokenCodecDep
 ) -> AuthService:
     return AuthService(session, settings, hasher, codec)
 
 
-def get_throttle(request: Request) -> AuthThrottle:
+async def get_throttle(request: Request) -> AuthThrottle:
     return request.app.state.auth_throttle
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -90,6 +91,7 @@ class TokenCodec:
         self.access_ttl = timedelta(minutes=settings.JWT_ACCESS_TOKEN_EXPIRE_MINUTES)
         self.refresh_ttl = timedelta(days=settings.JWT_REFRESH_TOKEN_EXPIRE_DAYS)
         self._clock = clock
+        self._lock = threading.Lock()
         self._verified: TLRUCache[str, dict[str, Any]] | None = (
             TLRUCache(settings.ACCESS_CACHE_SIZE, _until_exp, timer=clock)
             if settings.ACCESS_CACHE_SIZE
@@ -115,7 +117,7 @@ class TokenCodec:
         )
 
     def decode(self, token: str, expected_type: TokenType) -> dict[str, Any]:
-        claims = self._verified.get(token) if self._verified is not None else None
+        claims = self._cached(token)
         if claims is None:
             claims = self._verify(token)
         if claims.get("type") != expected_type:
@@ -142,7 +144,22 @@ class TokenCodec:
         if type(exp) is not int or exp <= self._clock():
             raise InvalidToken("token expired")
         if self._verified is not None:
-            self._verified[token] = claims
+            with self._lock:
+                self._verified[token] = claims
+        return claims
+
+    def _cached(self, token: str) -> dict[str, Any] | None:
+        """The verified claims of `token` if they are cached and it has not expired.
+
+        The cache is not thread-safe (routes' sync dependencies run in threads), hence
+        the lock; and `exp` is checked again by the clock, not by the cache's timer.
+        """
+        if self._verified is None:
+            return None
+        with self._lock:
+            claims = self._verified.get(token)
+        if claims is None or claims["exp"] <= self._clock():
+            return None
         return claims
 
 

@@ -11,7 +11,7 @@ from app.kit.deps import SettingsDep
 from app.storage.dependencies import BlobStoreDep
 
 
-def get_backup_service(
+async def get_backup_service(
     session: SessionDep,
     db: DatabaseDep,
     store: BlobStoreDep,

@@ -14,7 +14,7 @@ from app.db import SessionDep
 from app.kit.deps import SettingsDep
 
 
-def get_tiers(request: Request) -> TierTable:
+async def get_tiers(request: Request) -> TierTable:
     return request.app.state.tiers
 
 
@@ -28,14 +28,14 @@ async def billing_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[No
     yield
 
 
-def get_stripe(request: Request) -> StripeGateway:
+async def get_stripe(request: Request) -> StripeGateway:
     return request.app.state.stripe
 
 
 StripeDep = Annotated[StripeGateway, Depends(get_stripe)]
 
 
-def get_billing_service(
+async def get_billing_service(
     request: Request, session: SessionDep, settings: SettingsDep, stripe: StripeDep, tiers: TiersDep
 ) -> BillingService:
     return BillingService(

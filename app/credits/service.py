@@ -13,14 +13,13 @@ import math
 import uuid
 from datetime import UTC, datetime
 
-import anyio
-
 from app.billing.tiers import TierTable
 from app.config import Settings
 from app.credits.repository import CreditMove, CreditStore, Move, Movement
 from app.db import Database
 from app.errors import PaymentRequired, ServiceUnavailable
 from app.kit.sql import STORE_ERRORS
+from app.kit.tasks import finish_even_if_cancelled
 from app.metrics import CREDITS_SPENT, REFUSALS
 from app.models import BillingTier, CreditReason
 from app.work import CreditMeter, UnitOfWork
@@ -110,12 +109,19 @@ class CreditService:
         self, unit: UnitOfWork, mode: Move, amount: int, reason: CreditReason
     ) -> Movement:
         assert unit.tenant_id is not None
-        # A movement is its own transaction: cancelled once sent, it may commit unseen
-        # (a reservation no settlement would ever refund). It runs to its end instead,
-        # and a cancelled call's settlement still refunds what the call did not use.
+        # A movement is its own transaction: cancelled once sent, it may commit unseen.
+        # It runs to its end instead: a settlement still refunds what the call did not
+        # use, and a reservation whose caller is gone is released whole.
         request = CreditMove(unit.tenant_id, mode, amount, reason, unit.user_id, unit.request_id)
-        with anyio.CancelScope(shield=True):
-            return await self.store.move(request)
+
+        async def release(movement: Movement) -> None:
+            if mode is Move.DEBIT and movement.entry_id is not None:
+                back = CreditMove(
+                    unit.tenant_id, Move.CREDIT, -movement.moved, CreditReason.RELEASE
+                )
+                await self.store.move(back)
+
+        return await finish_even_if_cancelled(self.store.move(request), undo=release)
 
     async def admin_grant(
         self, tenant_id: uuid.UUID, amount: int, admin_id: uuid.UUID, request_id: str | None

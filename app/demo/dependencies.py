@@ -50,14 +50,14 @@ TokenCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(demo_t
 HeaderSessionId = Annotated[str | None, Depends(demo_header_scheme)]
 
 
-def get_templates(request: Request) -> TemplateCatalog:
+async def get_templates(request: Request) -> TemplateCatalog:
     return request.app.state.demo_templates
 
 
 TemplatesDep = Annotated[TemplateCatalog, Depends(get_templates)]
 
 
-def get_demo_service(
+async def get_demo_service(
     session: SessionDep, settings: SettingsDep, templates: TemplatesDep, codec: TokenCodecDep
 ) -> DemoService:
     return DemoService(session, settings, templates, codec)
@@ -75,7 +75,7 @@ async def limit_session_creation(request: Request, ip: ClientIPDep) -> None:
 SessionCreationAllowed = Depends(limit_session_creation)
 
 
-def get_example_service(
+async def get_example_service(
     session: SessionDep, tiers: TiersDep, request: Request
 ) -> DemoExampleService:
     return DemoExampleService(session, tiers, request.app.state.chat_plans)

@@ -14,8 +14,17 @@ def parse_trusted_proxies(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
-@lru_cache(maxsize=4096)
+# The longest text form of an address (IPv6 with an embedded IPv4 and a zone) is well
+# under this; a longer hop is not an address, and never takes room in the cache.
+_MAX_ADDRESS_LENGTH = 64
+
+
 def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    return len(address) <= _MAX_ADDRESS_LENGTH and _is_trusted_address(address, trusted)
+
+
+@lru_cache(maxsize=4096)
+def _is_trusted_address(address: str, trusted: tuple[Network, ...]) -> bool:
     """Whether `address` is one of the trusted proxies (a handful of addresses, cached)."""
     try:
         ip = ipaddress.ip_address(address)

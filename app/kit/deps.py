@@ -10,11 +10,11 @@ from app.config import Settings
 from app.kit.client_ip import client_ip
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_client_ip(request: Request) -> str:
+async def get_client_ip(request: Request) -> str:
     return client_ip(request.scope, request.app.state.trusted_proxies)
 
 

@@ -11,11 +11,11 @@ from app.db import SessionDep
 from app.marketplace.service import MarketplaceService
 
 
-def get_marketplace_service(session: SessionDep, stripe: StripeDep) -> MarketplaceService:
+async def get_marketplace_service(session: SessionDep, stripe: StripeDep) -> MarketplaceService:
     return MarketplaceService(session, stripe)
 
 
-def require_marketplace(principal: CurrentPrincipal, tiers: TiersDep) -> Principal:
+async def require_marketplace(principal: CurrentPrincipal, tiers: TiersDep) -> Principal:
     """The caller, if the workspace's live tier includes the marketplace (Power and up)."""
     tiers.require_feature(principal.tenant.tier, Feature.MARKETPLACE)
     return principal

@@ -23,6 +23,7 @@ from app.credits.service import CreditService
 from app.db import Database
 from app.errors import ServiceUnavailable, TooManyRequests
 from app.kit.sql import STORE_ERRORS
+from app.kit.tasks import finish_even_if_cancelled
 from app.models import QuotaKind
 from app.quota.repository import AdmissionRequest, Outcome, QuotaStore
 from app.quota.schemas import Allowance, Concurrency, LLMAllowance, QuotaStatus
@@ -137,16 +138,17 @@ class QuotaService:
             daily_llm=policy.daily_llm,
             daily_llm_per_ip=policy.daily_llm_per_ip,
         )
+
+        async def give_back(outcome: Outcome) -> None:
+            if not outcome.refused:
+                await self._release(request.lease_id, request.day, _counted(request, outcome))
+
         try:
-            outcome = await self.store.admit(request)
+            # A statement the database has received commits even if the caller goes
+            # away: a cancelled caller's admission still ends, and what it took goes back.
+            outcome = await finish_even_if_cancelled(self.store.admit(request), undo=give_back)
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
-        except BaseException:
-            # Cancelled while the statement ran: it may have taken the slots. The lease
-            # id is ours, so they can be given back (the counts, if any, stay taken).
-            with anyio.CancelScope(shield=True):
-                await self._release(request.lease_id, request.day, [])
-            raise
         if outcome.refused:
             raise self._refusal(outcome, policy)
         counts = _counted(request, outcome)

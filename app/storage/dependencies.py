@@ -12,11 +12,11 @@ from app.storage.service import RecordService, VectorService
 from app.storage.vectors import VectorIndex
 
 
-def get_blob_store(request: Request) -> BlobStore:
+async def get_blob_store(request: Request) -> BlobStore:
     return request.app.state.blob_store
 
 
-def get_vector_index(request: Request) -> VectorIndex:
+async def get_vector_index(request: Request) -> VectorIndex:
     return request.app.state.vector_index
 
 
@@ -24,7 +24,7 @@ BlobStoreDep = Annotated[BlobStore, Depends(get_blob_store)]
 VectorIndexDep = Annotated[VectorIndex, Depends(get_vector_index)]
 
 
-def get_record_service(
+async def get_record_service(
     session: SessionDep,
     db: DatabaseDep,
     store: BlobStoreDep,
@@ -34,7 +34,7 @@ def get_record_service(
     return RecordService(session, db, store, tiers, settings)
 
 
-def get_vector_service(index: VectorIndexDep, tiers: TiersDep) -> VectorService:
+async def get_vector_service(index: VectorIndexDep, tiers: TiersDep) -> VectorService:
     return VectorService(index, tiers)
 
 

@@ -19,6 +19,8 @@ from app.models import QuotaCounter, QuotaKind
 from app.models.base import utcnow
 from app.models.quota import ConcurrencyLease, ConcurrencyScope
 from app.quota.repository import AdmissionRequest, Outcome, QuotaStore
+from app.quota.service import SYSTEM_SCOPE
+from app.work import Identity, IdentityKind
 from tests.support.admissions import admission_request
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -257,3 +259,32 @@ async def test_admission_cost_does_not_grow_with_the_limit(app, backend):
     else:
         # One transaction of point statements on indexed rows each.
         assert len(big) == 9
+
+
+async def test_a_caller_cancelled_during_its_admission_takes_nothing(app, monkeypatch):
+    """The server cancels a request's task (the client went away) while its admission is
+    at the database: the admission still ends there, and everything it took goes back."""
+    store = store_of(app)
+    real_admit = store.admit
+    at_database, answer = asyncio.Event(), asyncio.Event()
+
+    async def slow_admit(request: AdmissionRequest) -> Outcome:
+        outcome = await real_admit(request)  # committed, as a sent statement would be
+        at_database.set()
+        await answer.wait()  # ... while its answer is still on the way
+        return outcome
+
+    monkeypatch.setattr(store, "admit", slow_admit)
+    visitor = Identity(IdentityKind.ANONYMOUS, "anon:leaving-visitor", "203.0.113.9")
+    request = asyncio.create_task(app.state.quotas.admit(visitor, None, "req-1"))
+    await asyncio.wait_for(at_database.wait(), timeout=30)
+    assert await lease_rows(app)  # the slots are taken at this point
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    answer.set()
+    deadline = asyncio.get_running_loop().time() + 30
+    while await lease_rows(app) or await counters(app):
+        assert asyncio.get_running_loop().time() < deadline, "the admission was not given back"
+        await asyncio.sleep(0.01)
+    assert await in_use(app, SYSTEM_SCOPE) == 0
