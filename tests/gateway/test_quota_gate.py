@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, func, select, update
@@ -311,6 +315,27 @@ async def test_quota_status_for_anonymous_and_users(app, client, probe):
     assert power["llm"]["metered_by_credits"] is True and power["concurrency"]["limit"] == 8
 
 
+@asynccontextmanager
+async def app_instances(
+    database_url: str, tmp_path: Path, overrides: dict, user_agent: str | None = None
+) -> AsyncIterator[tuple[list[FastAPI], list[httpx.AsyncClient]]]:
+    """Three app instances on one database (three engines, pools and caches), running,
+    each with the probe route and a client."""
+    apps = [
+        create_app(make_settings(database_url, tmp_path / f"d{n}", **overrides)) for n in range(3)
+    ]
+    headers = {"User-Agent": user_agent} if user_agent else None
+    async with AsyncExitStack() as stack:
+        for application in apps:
+            install_probe(application)
+            await stack.enter_async_context(application.router.lifespan_context(application))
+        clients = [
+            await stack.enter_async_context(client_for(application, headers=headers))
+            for application in apps
+        ]
+        yield apps, clients
+
+
 async def test_concurrent_units_across_app_instances_admit_exactly_the_limit(
     database_url, tmp_path
 ):
@@ -323,24 +348,8 @@ async def test_concurrent_units_across_app_instances_admit_exactly_the_limit(
         "MAX_CONCURRENT_TASK_TREES_PER_USER": 100,
         "MAX_CONCURRENT_TASK_TREES": 100,
     }
-    apps = [
-        create_app(make_settings(database_url, tmp_path / f"d{n}", **overrides)) for n in range(3)
-    ]
-    for application in apps:
-        install_probe(application)
-    contexts = [application.router.lifespan_context(application) for application in apps]
-    for context in contexts:
-        await context.__aenter__()
-    clients = [
-        client_for(application, headers={"User-Agent": "same-visitor"}) for application in apps
-    ]
-    try:
+    async with app_instances(database_url, tmp_path, overrides, "same-visitor") as (_, clients):
         responses = await asyncio.gather(*(clients[n % 3].post(PROBE_PATH) for n in range(50)))
-    finally:
-        for c in clients:
-            await c.aclose()
-        for context in contexts:
-            await context.__aexit__(None, None, None)
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 10
     assert statuses.count(429) == 40
@@ -433,16 +442,7 @@ async def test_workers_each_check_the_grant_and_it_is_granted_once(database_url,
         "MAX_CONCURRENT_TASK_TREES": 100,
         "CREDIT_MONTHLY_GRANT_PRO": 300,
     }
-    apps = [
-        create_app(make_settings(database_url, tmp_path / f"d{n}", **overrides)) for n in range(3)
-    ]
-    for application in apps:
-        install_probe(application)
-    contexts = [application.router.lifespan_context(application) for application in apps]
-    for context in contexts:
-        await context.__aenter__()
-    clients = [client_for(application) for application in apps]
-    try:
+    async with app_instances(database_url, tmp_path, overrides) as (apps, clients):
         account = await register(clients[0])
         tenant_id = await tenant_id_of(clients[0], account)
         await set_tier(apps[0], tenant_id, BillingTier.PRO)
@@ -451,8 +451,3 @@ async def test_workers_each_check_the_grant_and_it_is_granted_once(database_url,
         )
         assert [r.status_code for r in responses] == [200] * 24
         assert await _grants(apps[0], tenant_id) == [300]
-    finally:
-        for c in clients:
-            await c.aclose()
-        for context in contexts:
-            await context.__aexit__(None, None, None)
