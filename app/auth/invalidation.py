@@ -50,8 +50,11 @@ log = logging.getLogger(__name__)
 LISTENER_APPLICATION_NAME = "adiuva-access-listener"
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
-PING_INTERVAL_SECONDS = 15.0
-PING_TIMEOUT_SECONDS = 5.0
+# A connection lost without its socket closing (a network partition) goes unnoticed
+# until a ping fails: the cache could miss changes meanwhile, so the pings are
+# frequent (one tiny query per worker every 2 s) and the window stays under 4 s.
+PING_INTERVAL_SECONDS = 2.0
+PING_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
