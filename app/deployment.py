@@ -9,10 +9,10 @@ that every process shares. Three of the embedded defaults are per process:
   its own per-minute window, so N workers admit N times the tier limits;
 - SQLite (`DATABASE_URL` empty) is a file that one process should own.
 
-`check_deployment()` holds the rules. Each gunicorn worker applies them at start-up
-(`app.server.UvicornWorker`) and refuses to boot with one log line, which makes the
-gunicorn master stop with the boot-error status instead of respawning workers;
-`adiuva check-config` prints the same verdicts for an operator before deploying.
+`check_deployment()` holds the rules. gunicorn's master applies them before it forks a
+worker (`app.server.UvicornWorker.check_config`) and refuses with one log line and the
+boot-error status; each worker checks again before it loads the app; `adiuva
+check-config` prints the same verdicts for an operator before deploying.
 """
 
 from __future__ import annotations

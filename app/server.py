@@ -202,10 +202,20 @@ class UvicornWorker(BaseUvicornWorker):
             1, int(self.cfg.graceful_timeout) - ARBITER_MARGIN_SECONDS
         )
 
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        # Called by gunicorn's master before it forks any worker: a deployment whose
+        # workers could not share their stores is refused once, in one line, with the
+        # boot-error status. (Refused by every worker at once instead, the master could
+        # fail while halting, on the second worker's exit, with a traceback.)
+        refused = refusal(check_environment(cfg.workers))
+        if refused is not None:
+            log.error(refused)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
     def init_process(self) -> None:
-        # Before the app loads: a worker that cannot share its stores with the other
-        # workers says so in one line and exits with gunicorn's boot-error status, on
-        # which the master stops the whole server instead of respawning workers.
+        # The same rules in each worker, before the app loads (its environment is the
+        # master's, so this refuses only what changed in between).
         refused = refusal(check_environment(self.cfg.workers))
         if refused is not None:
             self.log.error(refused)
