@@ -19,19 +19,18 @@ p50/p99 and the ratios to the baseline, and the server's CPU time per chat (from
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 from bench.common import (
     LoadResult,
     goal,
-    machine_info,
     ratio,
     rotating_headers_script,
     uvicorn_process,
     uvicorn_server,
     wrk,
+    wrk_load,
 )
 from bench.gateway_overhead import ADDRESSES, bench_env, migrate
 from bench.postgres_paths import CHAT_BODY
@@ -55,13 +54,7 @@ def _chat_load(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-    load = {"seconds": args.seconds, "connections": args.connections}
-    print(f"machine: {machine_info()}")
-    print(f"load: wrk, 1 thread, {args.connections} connections, {args.seconds} s per run\n")
+    load, warm = wrk_load(__doc__.splitlines()[0])
 
     with tempfile.TemporaryDirectory() as data_dir:
         env = bench_env(
@@ -85,7 +78,7 @@ def main() -> None:
         )
         with uvicorn_server("bench.apps:bare_app") as bare:
             ping = f"{bare}/api/v1/bench/ping"
-            wrk(ping, seconds=1, connections=args.connections)
+            wrk(ping, **warm)
             baseline = wrk(ping, **load)
         ungated_chat, ungated_cpu = _chat_load("bench.apps:ungated_app", env, visitors, load)
         full_chat, full_cpu = _chat_load("bench.apps:full_app", env, visitors, load)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -311,3 +312,18 @@ GOAL_MARK = "goal |"
 def goal(name: str, measured: str, target: str, met: bool) -> None:
     """Print one goal line; `make bench` gathers them into the summary at its end."""
     print(f"{GOAL_MARK} {name} | {measured} | {target} | {'met' if met else 'NOT met'}", flush=True)
+
+
+def wrk_load(description: str) -> tuple[dict[str, int], dict[str, int]]:
+    """`--seconds` and `--connections` from the command line: the load of a measured run
+    and of a one-second warm-up; prints the machine and the load."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    print(f"machine: {machine_info()}")
+    print(f"load: wrk, 1 thread, {args.connections} connections, {args.seconds} s per run\n")
+    return (
+        {"seconds": args.seconds, "connections": args.connections},
+        {"seconds": 1, "connections": args.connections},
+    )

@@ -14,7 +14,6 @@ refused. Prints requests/s, p50/p99 latency and the ratios to the baseline.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -28,11 +27,11 @@ from bench.common import (
     ROOT,
     LoadResult,
     goal,
-    machine_info,
     ratio,
     rotating_headers_script,
     uvicorn_server,
     wrk,
+    wrk_load,
 )
 
 USERS = 100
@@ -117,14 +116,7 @@ def report(rows: list[Row]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-    load = {"seconds": args.seconds, "connections": args.connections}
-    warm = {"seconds": 1, "connections": args.connections}
-    print(f"machine: {machine_info()}")
-    print(f"load: wrk, 1 thread, {args.connections} connections, {args.seconds} s per run\n")
+    load, warm = wrk_load(__doc__.splitlines()[0])
 
     with tempfile.TemporaryDirectory() as data_dir:
         env = bench_env(data_dir)

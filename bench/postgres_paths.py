@@ -15,14 +15,18 @@ Starts its own PostgreSQL server (the local server binaries; as root, run as the
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from pathlib import Path
 
-from pytest_postgresql.janitor import DatabaseJanitor
-
-from bench.common import machine_info, ratio, rotating_headers_script, uvicorn_server, wrk
+from bench.common import (
+    postgres_database,
+    ratio,
+    rotating_headers_script,
+    uvicorn_server,
+    wrk,
+    wrk_load,
+)
 from bench.gateway_overhead import (
     ADDRESSES,
     USERS,
@@ -32,7 +36,6 @@ from bench.gateway_overhead import (
     side_by_side,
 )
 from tests.support.databases import migrate
-from tests.support.postgres import find_pg_ctl, start_postgres
 
 CHAT_BODY = json.dumps(
     {"message": "add a task to call Anna tomorrow, high priority", "agent": "task_agent"}
@@ -40,65 +43,46 @@ CHAT_BODY = json.dumps(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-    load = {"seconds": args.seconds, "connections": args.connections}
-    warm = {"seconds": 1, "connections": args.connections}
-    pg_ctl = find_pg_ctl()
-    if pg_ctl is None:
-        raise SystemExit("PostgreSQL server binaries not found (set PG_CTL)")
-    print(f"machine: {machine_info()}")
-    print(f"load: wrk, 1 thread, {args.connections} connections, {args.seconds} s per run\n")
-
-    server = start_postgres(pg_ctl)
-    try:
-        DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname="bench").init()
-        url = server.url("bench")
+    load, warm = wrk_load(__doc__.splitlines()[0])
+    with postgres_database() as url, tempfile.TemporaryDirectory() as data_dir:
         migrate(url)
-        with tempfile.TemporaryDirectory() as data_dir:
-            env = bench_env(
-                data_dir,
-                DATABASE_URL=url,
-                RATE_LIMIT_DAILY_PER_USER="1000000",
-                RATE_LIMIT_DAILY_PER_IP="1000000",
-                RATE_LIMIT_DAILY_LLM_PER_USER="1000000",
-                RATE_LIMIT_DAILY_LLM_PER_IP="1000000",
-                MAX_CONCURRENT_TASK_TREES="1000",
+        env = bench_env(
+            data_dir,
+            DATABASE_URL=url,
+            RATE_LIMIT_DAILY_PER_USER="1000000",
+            RATE_LIMIT_DAILY_PER_IP="1000000",
+            RATE_LIMIT_DAILY_LLM_PER_USER="1000000",
+            RATE_LIMIT_DAILY_LLM_PER_IP="1000000",
+            MAX_CONCURRENT_TASK_TREES="1000",
+        )
+        scripts = Path(data_dir)
+        with (
+            uvicorn_server("bench.apps:bare_app") as bare,
+            uvicorn_server("bench.apps:full_app", env) as full,
+            # A data directory of its own: embedded Qdrant locks the full app's.
+            uvicorn_server(
+                "bench.apps:ungated_app", {**env, "DATA_DIR": str(Path(data_dir) / "ungated")}
+            ) as ungated,
+        ):
+            users = rotating_headers_script(scripts, "Authorization", register_users(full, USERS))
+            visitors = rotating_headers_script(
+                scripts,
+                "X-Forwarded-For",
+                ADDRESSES,
+                method="POST",
+                body=CHAT_BODY,
+                headers={"Content-Type": "application/json"},
             )
-            scripts = Path(data_dir)
-            with (
-                uvicorn_server("bench.apps:bare_app") as bare,
-                uvicorn_server("bench.apps:full_app", env) as full,
-                # A data directory of its own: embedded Qdrant locks the full app's.
-                uvicorn_server(
-                    "bench.apps:ungated_app", {**env, "DATA_DIR": str(Path(data_dir) / "ungated")}
-                ) as ungated,
-            ):
-                users = rotating_headers_script(
-                    scripts, "Authorization", register_users(full, USERS)
-                )
-                visitors = rotating_headers_script(
-                    scripts,
-                    "X-Forwarded-For",
-                    ADDRESSES,
-                    method="POST",
-                    body=CHAT_BODY,
-                    headers={"Content-Type": "application/json"},
-                )
-                ping = f"{full}/api/v1/bench/ping"
-                wrk(f"{bare}/api/v1/bench/ping", **warm)
-                wrk(ping, script=users, **warm)
-                wrk(f"{full}/api/v1/chat", script=visitors, **warm)
-                wrk(f"{ungated}/api/v1/chat", script=visitors, **warm)
-                signed_in = side_by_side(
-                    bare, load, f"signed in, PostgreSQL ({USERS} users)", 0.60, ping, users
-                )
-                ungated_chat = wrk(f"{ungated}/api/v1/chat", script=visitors, **load)
-                gated = wrk(f"{full}/api/v1/chat", script=visitors, **load)
-    finally:
-        server.stop()
+            ping = f"{full}/api/v1/bench/ping"
+            wrk(f"{bare}/api/v1/bench/ping", **warm)
+            wrk(ping, script=users, **warm)
+            wrk(f"{full}/api/v1/chat", script=visitors, **warm)
+            wrk(f"{ungated}/api/v1/chat", script=visitors, **warm)
+            signed_in = side_by_side(
+                bare, load, f"signed in, PostgreSQL ({USERS} users)", 0.60, ping, users
+            )
+            ungated_chat = wrk(f"{ungated}/api/v1/chat", script=visitors, **load)
+            gated = wrk(f"{full}/api/v1/chat", script=visitors, **load)
 
     report([signed_in])
     print()
