@@ -37,11 +37,12 @@ from app.chat.prompts import (
     PREVIOUS_RESULTS_HEADER,
     ROUTER_INSTRUCTION,
 )
+from app.chat.understanding import answers, detect_language, understand
+from app.chat.understanding import lexicon as lx
 
 DEMO_MODEL = "demo"
 ToolCall = tuple[str, dict[str, Any]]
 _TOKEN = re.compile(r"\S+\s*|\s+")
-_DESCRIPTION = re.compile(r"\b(?:description|described as)\b\s*(?::|is|to)?\s*(.+)$", re.I)
 
 
 def _json_after(text: str, header: str) -> Any:
@@ -54,263 +55,49 @@ def _json_after(text: str, header: str) -> Any:
         return None
 
 
-class _Planner:
-    """Which tool calls a capable model would make for `message`."""
-
-    def __init__(self, message: str, context: dict[str, Any], previous: list[dict]) -> None:
-        self.message = message
-        self.context = context
-        self.today = dt.date.fromisoformat(context.get("today") or dt.date.today().isoformat())
-        self.created: dict[str, list[dict]] = {}
-        for result in previous:
-            for action in result.get("actions", []):
-                if action.get("type") == "create_record":
-                    row = {"id": action.get("id"), **action.get("data", {})}
-                    self.created.setdefault(action.get("table"), []).append(row)
-
-    def items(self, table: str) -> list[dict]:
-        return [*self.context.get(table, []), *self.created.get(table, [])]
-
-    def mentioned_project(self) -> dict | None:
-        lowered = self.message.lower()
-        named = [
-            p for p in self.items("projects") if p.get("name") and p["name"].lower() in lowered
-        ]
-        if named:
-            return max(named, key=lambda p: len(p["name"]))
-        return self.created.get("projects", [None])[-1]
-
-    def due(self) -> str | None:
-        date = di.parse_date(self.message, self.today)
-        return date.isoformat() if date else None
-
-    def plan(self, tools: set[str]) -> list[ToolCall]:
-        for agent_tool, method in (
-            ("create_task", self.tasks),
-            ("create_project", self.projects),
-            ("create_checkpoint", self.checkpoints),
-            ("create_note", self.notes),
-        ):
-            if agent_tool in tools:
-                return [call for call in method() if call[0] in tools]
-        return []
-
-    def tasks(self) -> list[ToolCall]:
-        m = self.message
-        tasks = self.items("tasks")
-        if re.search(r"\bcomments?\b", m, re.I):
-            if di.DELETE.search(m):
-                comment = di.find_item(self.items("comments"), m, "body")
-                return [("delete_task_comment", {"comment_id": comment["id"]})] if comment else []
-            task = di.find_item(tasks, m, "title")
-            if task is None:
-                return []
-            if di.LIST.search(m) and not di.CREATE.search(m):
-                return [("list_task_comments", {"task_id": task["id"]})]
-            body = di.extract_body(m) or di.extract_title(m, ("comment",)) or m
-            return [("add_task_comment", {"task_id": task["id"], "body": body})]
-        if di.DELETE.search(m):
-            task = di.find_item(tasks, m, "title")
-            return [("delete_task", {"task_id": task["id"]})] if task else []
-        target = di.find_item(tasks, m, "title")
-        leads_with_create = re.match(
-            r"^\W*(?:please\s+)?(?:add|create|make|new|remind me|schedule|i need to)\b", m, re.I
-        )
-        # "Move the report task … and make it high priority" changes a task, it adds none.
-        changes_one = di.UPDATE.search(m) and target is not None
-        if di.CREATE.search(m) and (leads_with_create or not changes_one):
-            return self._create_tasks()
-        if di.UPDATE.search(m):
-            if target is None:
-                return []
-            changes: dict[str, Any] = {"task_id": target["id"]}
-            if rename := re.search(r"\brename\b.*?\bto\s+(.+)$", m, re.I):
-                changes["title"] = rename.group(1).strip(' ."“”')
-            if status := di.parse_task_status(m):
-                changes["status"] = status
-            if priority := di.parse_priority(m):
-                changes["priority"] = priority
-            if due := self.due():
-                changes["due_date"] = due
-            return [("update_task", changes)] if len(changes) > 1 else []
-        if re.search(r"\b(today|due now|overdue)\b", m, re.I):
-            return [("list_tasks_due_today", {"include_overdue": True})]
-        filters: dict[str, Any] = {}
-        if priority := di.parse_priority(m):
-            filters["priority"] = priority
-        if re.search(r"\b(open|todo|to do|pending)\b", m, re.I):
-            filters["status"] = "todo"
-        elif status := di.parse_task_status(m):
-            filters["status"] = status
-        if project := self.mentioned_project():
-            filters["project_id"] = project["id"]
-        return [("list_tasks", filters)]
-
-    def _create_tasks(self) -> list[ToolCall]:
-        m = self.message
-        listed = re.search(r"\b(?:tasks|todos)\s*(?::|called|named|for)\s*(.+)$", m, re.I)
-        titles: list[str] = []
-        if listed:
-            parts = re.split(r",|;|\band\b", listed.group(1))
-            titles = [t for t in (di._clean_title(p) for p in parts) if t]
-        elif title := di.extract_title(m, ("task", "todo", "to-do", "reminder")):
-            titles = [title]
-        titles = [t for t in titles if t.lower() not in {"it", "them", "this", "that"}]
-        base: dict[str, Any] = {}
-        if priority := di.parse_priority(m):
-            base["priority"] = priority
-        if due := self.due():
-            base["due_date"] = due
-            if re.search(r"\bremind\b", m, re.I):
-                base["remind"] = True
-        if project := self.mentioned_project():
-            base["project_id"] = project["id"]
-        return [("create_task", {"title": title, **base}) for title in titles[:10]]
-
-    def projects(self) -> list[ToolCall]:
-        m = self.message
-        projects = self.items("projects")
-        if di.DELETE.search(m):
-            project = di.find_item(projects, m, "name")
-            if project is None:
-                return []
-            permanent = bool(re.search(r"\b(permanently|for good|completely|hard)\b", m, re.I))
-            return [("delete_project", {"project_id": project["id"], "permanent": permanent})]
-        if di.CREATE.search(m):
-            name = di.extract_title(m, ("project",))
-            if not name:
-                return []
-            call: dict[str, Any] = {"name": name}
-            if described := _DESCRIPTION.search(m):
-                call["description"] = described.group(1).strip()
-            return [("create_project", call)]
-        if di.UPDATE.search(m):
-            project = di.find_item(projects, m, "name")
-            if project is None:
-                return []
-            changes: dict[str, Any] = {"project_id": project["id"]}
-            if rename := re.search(r"\brename\b.*?\bto\s+(.+)$", m, re.I):
-                changes["name"] = rename.group(1).strip(' ."“”')
-            if re.search(r"\b(unarchive|restore|reactivate)\b", m, re.I):
-                changes["status"] = "active"
-            if described := _DESCRIPTION.search(m):
-                changes["description"] = described.group(1).strip()
-            return [("update_project", changes)] if len(changes) > 1 else []
-        if re.search(r"\b(all|archived|every)\b", m, re.I):
-            return [("list_all_projects", {})]
-        lowered = m.lower()
-        named = [p for p in projects if p.get("name") and p["name"].lower() in lowered]
-        if named:
-            return [("get_project", {"project_id": named[0]["id"]})]
-        return [("list_projects", {})]
-
-    def checkpoints(self) -> list[ToolCall]:
-        m = self.message
-        checkpoints = self.items("checkpoints")
-        if di.DELETE.search(m):
-            cp = di.find_item(checkpoints, m, "title")
-            return [("delete_checkpoint", {"checkpoint_id": cp["id"]})] if cp else []
-        if di.CREATE.search(m):
-            title = di.extract_title(m, ("checkpoint", "milestone"))
-            project = self.mentioned_project()
-            active = [p for p in self.items("projects") if p.get("status", "active") == "active"]
-            if project is None and len(active) == 1:
-                project = active[0]
-            if not title or project is None:
-                return []
-            call: dict[str, Any] = {"project_id": project["id"], "title": title}
-            if due := self.due():
-                call["due_date"] = due
-            return [("create_checkpoint", call)]
-        if di.UPDATE.search(m):
-            cp = di.find_item(checkpoints, m, "title")
-            if cp is None:
-                return []
-            changes: dict[str, Any] = {"checkpoint_id": cp["id"]}
-            if re.search(r"\bapprove", m, re.I):
-                changes["approved"] = True
-            if re.search(r"\bmissed\b", m, re.I):
-                changes["status"] = "missed"
-            elif re.search(r"\b(done|complete|completed|reached|finished)\b", m, re.I):
-                changes["status"] = "reached"
-            if due := self.due():
-                changes["due_date"] = due
-            if rename := re.search(r"\brename\b.*?\bto\s+(.+)$", m, re.I):
-                changes["title"] = rename.group(1).strip(' ."“”')
-            return [("update_checkpoint", changes)] if len(changes) > 1 else []
-        call = {}
-        if project := self.mentioned_project():
-            call["project_id"] = project["id"]
-        return [("list_checkpoints", call)]
-
-    def notes(self) -> list[ToolCall]:
-        m = self.message
-        notes = self.items("notes")
-        if di.DELETE.search(m):
-            note = di.find_item(notes, m, "title")
-            return [("delete_note", {"note_id": note["id"]})] if note else []
-        if re.search(r"\b(append|add to|update|edit|rename)\b", m, re.I) and (
-            note := di.find_item(notes, m, "title")
-        ):
-            changes: dict[str, Any] = {"note_id": note["id"]}
-            if rename := re.search(r"\brename\b.*?\bto\s+(.+)$", m, re.I):
-                changes["title"] = rename.group(1).strip(' ."“”')
-            elif body := di.extract_body(m):
-                changes["append"] = body
-            return [("update_note", changes)] if len(changes) > 1 else []
-        if di.CREATE.search(m):
-            body = di.extract_body(m) or ""
-            head = m.split(":", 1)[0] if body else m
-            title = di.extract_title(head, ("note",)) or " ".join(body.split()[:6])
-            if not title:
-                return []
-            call: dict[str, Any] = {"title": title, "body": body}
-            if project := self.mentioned_project():
-                call["project_id"] = project["id"]
-            return [("create_note", call)]
-        lowered = m.lower()
-        named = [n for n in notes if n.get("title") and n["title"].lower() in lowered]
-        if named and re.search(r"\b(show|open|read|get|what)\b", m, re.I):
-            return [("get_note", {"note_id": named[0]["id"]})]
-        call = {}
-        if project := self.mentioned_project():
-            call["project_id"] = project["id"]
-        return [("list_notes", call)]
+def _created(previous: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records earlier agents of this request created, by table."""
+    created: dict[str, list[dict[str, Any]]] = {}
+    for result in previous:
+        for action in result.get("actions", []) if isinstance(result, dict) else []:
+            if action.get("type") == "create_record":
+                row = {"id": action.get("id"), **action.get("data", {})}
+                created.setdefault(action.get("table"), []).append(row)
+    return created
 
 
-_CLARIFY = {
-    "create_task": (
-        "Which task should I add? Give me its title, for example "
-        "“add a task to call Anna tomorrow”."
-    ),
-    "create_project": (
-        "Which project do you mean? Name it, for example “archive the Website project”."
-    ),
-    "create_checkpoint": "Which project should the checkpoint belong to, and what is it called?",
-    "create_note": "Which note do you mean? Give me its title.",
+def plan(
+    message: str,
+    context: dict[str, Any],
+    previous: list[dict[str, Any]],
+    history: list[tuple[str, str]],
+    tools: set[str],
+) -> list[ToolCall]:
+    """Which of `tools` a capable model would call for `message`, with which arguments."""
+    today = dt.date.fromisoformat(context.get("today") or dt.date.today().isoformat())
+    understood = understand(
+        message, today=today, context=context, history=history, created=_created(previous)
+    )
+    return [(i.tool, i.args) for i in understood.intents if i.tool in tools]
+
+
+_TABLE_OF_TOOLS = {
+    "create_task": "tasks",
+    "create_project": "projects",
+    "create_checkpoint": "checkpoints",
+    "create_note": "notes",
 }
 
 
-_NOUN_OF_TOOL = {
-    "create_task": "task",
-    "create_project": "project",
-    "create_checkpoint": "checkpoint",
-    "create_note": "note",
-}
-
-
-def _clarify(tools: set[str], message: str) -> str:
+def _clarify(tools: set[str], message: str, language: str) -> str:
     """What to ask when no tool call fits: which item, or what to create."""
-    tool = next((t for t in _NOUN_OF_TOOL if t in tools), None)
-    if tool is None:
-        return "Could you say a little more about what to do?"
-    if (di.UPDATE.search(message) or di.DELETE.search(message)) and not di.CREATE.search(message):
-        noun = _NOUN_OF_TOOL[tool]
-        return (
-            f"I could not find that {noun} in your workspace. "
-            f"Name the {noun} as it appears in your list."
-        )
-    return _CLARIFY[tool]
+    table = next((t for tool, t in _TABLE_OF_TOOLS.items() if tool in tools), None)
+    changes = any(
+        cue.search(message)
+        for cue in (lx.DELETE_CUE, lx.DONE_CUE, lx.PROGRESS_CUE, lx.TODO_CUE, lx.ARCHIVE_CUE)
+    ) or any(p.search(message) for p in lx.RENAME)
+    names_an_item = changes and not lx.CREATE_CUE.search(message)
+    return answers.clarify(table, language, names_an_item=names_an_item)
 
 
 def _estimate(text: str) -> int:
@@ -331,17 +118,25 @@ class DemoChatModel(BaseChatModel):
 
     # --- the model's "thinking" --------------------------------------------------
     def respond(self, messages: Sequence[BaseMessage], tools: Sequence[dict] | None) -> AIMessage:
-        if tools and isinstance(messages[-1], ToolMessage):
-            return AIMessage(content=self._answer_from_tools(messages))
-        system = "\n".join(str(m.content) for m in messages if isinstance(m, SystemMessage))
-        human = next(
-            (str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), ""
+        at = next(
+            (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)),
+            None,
         )
+        human = str(messages[at].content) if at is not None else ""
+        language = detect_language(human)
+        if tools and isinstance(messages[-1], ToolMessage):
+            return AIMessage(content=self._answer_from_tools(messages, language))
+        system = "\n".join(str(m.content) for m in messages if isinstance(m, SystemMessage))
         if tools:
             names = {t["function"]["name"] for t in tools if "function" in t}
             context = _json_after(system, CONTEXT_HEADER) or {}
             previous = _json_after(system, PREVIOUS_RESULTS_HEADER) or []
-            calls = _Planner(human, context, previous).plan(names)
+            history = [
+                ("user" if isinstance(m, HumanMessage) else "assistant", str(m.content))
+                for m in messages[: at or 0]
+                if isinstance(m, HumanMessage | AIMessage)
+            ]
+            calls = plan(human, context, previous, history, names)
             if calls:
                 return AIMessage(
                     content="",
@@ -350,17 +145,24 @@ class DemoChatModel(BaseChatModel):
                         for i, (name, args) in enumerate(calls)
                     ],
                 )
-            return AIMessage(content=_clarify(names, human))
+            return AIMessage(content=_clarify(names, human, language))
         if ROUTER_INSTRUCTION in system:
             return AIMessage(content=", ".join(di.classify(human)))
         results = _json_after(human, AGENT_RESULTS_HEADER)
         if isinstance(results, list):
-            answers = [str(r.get("response", "")).strip() for r in results if isinstance(r, dict)]
-            return AIMessage(content=" ".join(a for a in answers if a) or "Done.")
-        return AIMessage(content="I can help with your tasks, projects, checkpoints and notes.")
+            answered = [str(r.get("response", "")).strip() for r in results if isinstance(r, dict)]
+            request = human.split(AGENT_RESULTS_HEADER, 1)[0]
+            fallback = answers.done(detect_language(request))
+            return AIMessage(content=" ".join(a for a in answered if a) or fallback)
+        return AIMessage(content=answers.greeting(language))
 
     @staticmethod
-    def _answer_from_tools(messages: Sequence[BaseMessage]) -> str:
+    def _answer_from_tools(messages: Sequence[BaseMessage], language: str) -> str:
+        tool_names: dict[str, str] = {}
+        for message in messages:
+            if isinstance(message, AIMessage):
+                for call in message.tool_calls:
+                    tool_names[call.get("id") or call["name"]] = call["name"]
         results: list[str] = []
         for message in reversed(messages):
             if not isinstance(message, ToolMessage):
@@ -369,8 +171,11 @@ class DemoChatModel(BaseChatModel):
                 payload = json.loads(str(message.content))
             except json.JSONDecodeError:
                 continue
-            results.append(str(payload.get("summary", "")))
-        return " ".join(reversed([r for r in results if r])) or "Done."
+            if language == "de":
+                results.append(answers.german(tool_names.get(message.tool_call_id, ""), payload))
+            else:
+                results.append(str(payload.get("summary", "")))
+        return " ".join(reversed([r for r in results if r])) or answers.done(language)
 
     def _usage(self, messages: Sequence[BaseMessage], reply: AIMessage) -> dict[str, int]:
         prompt = _estimate("".join(str(m.content) for m in messages))
