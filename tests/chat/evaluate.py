@@ -49,11 +49,13 @@ class _TimedDemoModel(DemoChatModel):
 
     calls: list[tuple[str, dict[str, Any]]] = []
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def respond(self, messages, tools):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         reply = super().respond(messages, tools)
         self.seconds += time.perf_counter() - started
+        self.cpu_seconds += time.thread_time() - cpu
         self.calls.extend((c["name"], c["args"]) for c in reply.tool_calls)
         return reply
 
@@ -66,6 +68,7 @@ class Outcome:
     ok: bool
     language_ok: bool
     model_seconds: float
+    model_cpu_seconds: float
     request_seconds: float
 
 
@@ -95,7 +98,7 @@ def _norm(value: Any) -> Any:
 
 def args_match(expected: dict[str, Any], actual: dict[str, Any], created: dict[str, str]) -> bool:
     for key in set(expected) | (set(actual) - _OPTIONAL):
-        want, got = expected.get(key, None), actual.get(key, None)
+        want, got = expected.get(key), actual.get(key)
         if key not in expected and key == "status" and got == "todo" and "task_id" not in actual:
             continue  # create_task's default, written out
         if key not in expected and key == "permanent" and got is False:
@@ -128,18 +131,19 @@ def _context(workspace: dict[str, Any], extra: dict[str, Any] | None) -> ChatCon
     return ChatContext.model_validate(merged)
 
 
+_TIERS = TierTable(Settings(_env_file=None))
 _TOOL_AGENT = {tool.name: agent.name for agent in registry.list_agents() for tool in agent.tools}
 
 
 async def run_case(case: dict[str, Any], workspace: dict[str, Any]) -> Outcome:
     model = _TimedDemoModel()
-    model.calls, model.seconds = [], 0.0
+    model.calls, model.seconds, model.cpu_seconds = [], 0.0, 0.0
     caller = ModelCaller(model, None)
     orchestrator = Orchestrator(
         llm=caller,
         router=caller,
         registry=registry,
-        tiers=TierTable(Settings(_env_file=None)),
+        tiers=_TIERS,
         tier=BillingTier.TEAM,
         plans=PlanService(),
     )
@@ -164,6 +168,7 @@ async def run_case(case: dict[str, Any], workspace: dict[str, Any]) -> Outcome:
         ok=calls_match(case, calls, created),
         language_ok=detect_language(case["message"]) == language,
         model_seconds=model.seconds,
+        model_cpu_seconds=model.cpu_seconds,
         request_seconds=elapsed,
     )
 
@@ -188,7 +193,9 @@ def _groups(report: Report, key) -> dict[str, list[bool]]:
 def _table(title: str, groups: dict[str, list[bool]]) -> list[str]:
     lines = [title]
     for label, oks in sorted(groups.items()):
-        lines.append(f"  {label:<24} {sum(oks):>3}/{len(oks):<3} {100 * sum(oks) / len(oks):6.1f} %")
+        lines.append(
+            f"  {label:<24} {sum(oks):>3}/{len(oks):<3} {100 * sum(oks) / len(oks):6.1f} %"
+        )
     return lines
 
 
@@ -205,10 +212,12 @@ def render(report: Report, *, verbose: bool = False, detail: bool = True) -> str
         detected = sum(o.language_ok for o in report.outcomes)
         lines.append(f"language detected: {detected}/{n} ({100 * detected / max(1, n):.1f} %)")
         model_ms = 1000 * sum(o.model_seconds for o in report.outcomes) / max(1, n)
+        cpu_ms = 1000 * sum(o.model_cpu_seconds for o in report.outcomes) / max(1, n)
         request_ms = 1000 * sum(o.request_seconds for o in report.outcomes) / max(1, n)
         lines.append(
-            f"mean time per message: {model_ms:.3f} ms in the model "
-            f"(router and agents), {request_ms:.3f} ms for the whole request"
+            f"mean time per message in the model (router, agents, answers): {model_ms:.3f} ms "
+            f"wall, {cpu_ms:.3f} ms CPU; whole request through the orchestrator: "
+            f"{request_ms:.3f} ms"
         )
     lines.append(
         f"OVERALL {report.name}: {sum(o.ok for o in report.outcomes)}/{n} "
@@ -217,7 +226,9 @@ def render(report: Report, *, verbose: bool = False, detail: bool = True) -> str
     if verbose:
         for o in report.failures():
             lines.append(f"  ✗ {o.case['message']!r}")
-            lines.append(f"      expected {[(e['tool'], e.get('args')) for e in o.case.get('expect') or []]}")
+            lines.append(
+                f"      expected {[(e['tool'], e.get('args')) for e in o.case.get('expect') or []]}"
+            )
             lines.append(f"      got      {[(t, a) for _, t, a in o.calls]}")
     return "\n".join(lines)
 

@@ -44,6 +44,10 @@ def _checkpoint_de(cp: dict[str, Any]) -> str:
     return f"{_q(cp.get('title', ''))} ({', '.join(extras)})"
 
 
+def _project_de(project: dict[str, Any]) -> str:
+    return f"{_q(project.get('name', ''))} ({_STATUS_DE.get(project.get('status', 'active'))})"
+
+
 def _listing(items: list[dict[str, Any]], describe, limit: int = 10) -> str:
     listed = "; ".join(describe(i) for i in items[:limit])
     more = f" und {len(items) - limit} weitere" if len(items) > limit else ""
@@ -88,8 +92,7 @@ def german(tool: str, payload: dict[str, Any]) -> str:
     if tool in ("list_projects", "list_all_projects"):
         if not rows:
             return "Keine Projekte."
-        describe = lambda p: f"{_q(p.get('name', ''))} ({_STATUS_DE.get(p.get('status', 'active'))})"  # noqa: E731
-        return f"{len(rows)} Projekt(e): {_listing(rows, describe, 20)}."
+        return f"{len(rows)} Projekt(e): {_listing(rows, _project_de, 20)}."
     if tool == "get_project":
         return (
             f"Projekt {_q(record.get('name', ''))} ist "
@@ -103,7 +106,9 @@ def german(tool: str, payload: dict[str, Any]) -> str:
         return f"Projekt {_q(record.get('name', ''))} aktualisiert."
     if tool == "delete_project":
         if record.get("status") == "archived":
-            return f"Projekt {_q(record.get('name', ''))} archiviert (es lässt sich wiederherstellen)."
+            return (
+                f"Projekt {_q(record.get('name', ''))} archiviert (es lässt sich wiederherstellen)."
+            )
         return f"Projekt {_q(_named(summary))} endgültig gelöscht."
     if tool == "list_checkpoints":
         if not rows:

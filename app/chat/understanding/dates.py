@@ -17,6 +17,7 @@ import calendar
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 WEEKDAYS = {
     "monday": 0, "mon": 0, "montag": 0,
@@ -56,7 +57,10 @@ UNITS = {
     "month": 30, "months": 30, "monat": 30, "monate": 30, "monaten": 30,
 }  # fmt: skip
 
-_PREP = r"(?:(?:due|by|on|for|until|till|til|before|at|to|from|bis|am|zum|ab|auf|für|spätestens|vor)\s+)*"
+_PREP = (
+    r"(?:(?:due|by|on|for|until|till|til|before|at|to|from|bis|am|zum|ab|auf|für|"
+    r"spätestens|vor)\s+)*"
+)
 _NUM = r"(\d{1,3}|" + "|".join(sorted(map(re.escape, NUMBERS), key=len, reverse=True)) + r")"
 _UNIT = r"(" + "|".join(sorted(UNITS, key=len, reverse=True)) + r")"
 _DAY = r"(" + "|".join(sorted(WEEKDAYS, key=len, reverse=True)) + r")"
@@ -89,11 +93,47 @@ _RULES: list[tuple[str, str]] = [
     (r"tomorrow|tmrw|tmr|tomorow|tommorow|tommorrow|(?<!heute\s)(?<!guten\s)morgen", "plus1"),
 ]
 _COMPILED = [
-    (re.compile(rf"(?<![\w-]){_PREP}(?:{pattern})(?![\w-])", re.I), kind)
-    for pattern, kind in _RULES
+    (re.compile(rf"(?<![\w-])(?:{pattern})(?![\w-])", re.I), kind) for pattern, kind in _RULES
 ]
+# Words a date phrase leads in with ("due", "by", "bis"…): part of the phrase, so a
+# title loses them with the date.
+_LEAD_IN = re.compile(rf"(?<![\w-]){_PREP}$", re.I)
+# Most messages name no date: one quick look for any word a date phrase needs.
+_ANY_DATE = re.compile(
+    r"\d|"
+    + "|".join(
+        rf"\b{w}"
+        for w in (
+            "tod",
+            "ton",
+            "tom",
+            "tmr",
+            "morgen",
+            "übermorgen",
+            "uebermorgen",
+            "heute",
+            "this evening",
+            "end",
+            "next",
+            "nächst",
+            "naechst",
+            "kommend",
+            "following",
+            "week",
+            "woche",
+            "month",
+            "monat",
+            "in ",
+            *WEEKDAYS,
+            *MONTHS,
+            "the day after",
+        )
+    ),
+    re.I,
+)
 _SHIFT = re.compile(
-    rf"\b(?:back\s+(?:by\s+)?|by\s+|um\s+){_NUM}\s+{_UNIT}\b|\b{_NUM}\s+{_UNIT}\s+(?:later|back|nach hinten)\b",
+    rf"\b(?:back\s+(?:by\s+)?|by\s+|um\s+){_NUM}\s+{_UNIT}\b|"
+    rf"\b{_NUM}\s+{_UNIT}\s+(?:later|back|nach hinten)\b",
     re.I,
 )
 
@@ -188,6 +228,13 @@ def _resolve(kind: str, groups: tuple[str | None, ...], today: dt.date) -> dt.da
 
 def find_dates(text: str, today: dt.date) -> list[DateMatch]:
     """Every date phrase in `text`, left to right, none overlapping another."""
+    return list(_find_dates(text, today))
+
+
+@lru_cache(maxsize=4096)
+def _find_dates(text: str, today: dt.date) -> tuple[DateMatch, ...]:
+    if not _ANY_DATE.search(text):
+        return ()
     found: list[DateMatch] = []
     taken: list[tuple[int, int]] = []
     for pattern, kind in _COMPILED:
@@ -204,9 +251,12 @@ def find_dates(text: str, today: dt.date) -> list[DateMatch]:
                 continue
             if date is None:
                 continue
+            lead = _LEAD_IN.search(text, 0, start)
+            if lead is not None and not any(lead.start() < b and a < start for a, b in taken):
+                start = lead.start()
             found.append(DateMatch(date, start, end))
             taken.append((start, end))
-    return sorted(found, key=lambda m: m.start)
+    return tuple(sorted(found, key=lambda m: m.start))
 
 
 def _weekday_is_meant(match: re.Match[str]) -> bool:

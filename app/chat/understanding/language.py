@@ -8,6 +8,7 @@ title the user cites) does not count: "Mach 'Call the printer' wieder auf" is Ge
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 Language = str  # "en" or "de"
 LANGUAGES = ("en", "de")
@@ -39,22 +40,29 @@ _ENGLISH = frozenset(
     will shall must need to of for on at by with from into about this that these those
     what which who when where why how what's whats how's show list add create make new
     mark set move push change delete remove rename please pls thanks thank done finished
-    task tasks todo project projects note notes milestone milestones comment comments
+    task tasks project projects note notes milestone milestones comment comments
     today tomorrow next week weeks month day days end high low medium priority urgent
     monday tuesday wednesday thursday friday saturday sunday march may june july october
     december all my open any up off just now still again also then there here
     get got gotta want let's lets remind forget don't im i'm we're working start
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
+# Endings English words rarely have: "Anmeldung", "Möglichkeit", "freundlich".
+_GERMAN_ENDINGS = ("ung", "ungen", "keit", "heit", "lich", "isch", "chen", "ieren")
 _QUOTED = re.compile(r"[\"“„«»]([^\"“”„«»]*)[\"”“«»]|(?<![\w])'([^']+?)'(?![\w])")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
+@lru_cache(maxsize=4096)
 def detect_language(text: str) -> Language:
     """'de' when the message reads as German, else 'en' (the default when unsure)."""
     unquoted = _QUOTED.sub(" ", text)
     words = [w.lower() for w in _WORD.findall(unquoted)]
     german = sum(1 for w in words if w in _GERMAN)
     english = sum(1 for w in words if w in _ENGLISH)
-    german += sum(1 for w in words if w not in _GERMAN and any(c in w for c in "äöüß"))
+    german += sum(
+        1
+        for w in words
+        if w not in _GERMAN and (any(c in w for c in "äöüß") or w.endswith(_GERMAN_ENDINGS))
+    )
     return "de" if german > english else "en"

@@ -197,9 +197,7 @@ STEPS = ("low", "medium", "high")
 
 RENAME = (
     re.compile(r"\brename\s+(?P<what>.+?)\s+(?:to|into|as)\s+(?P<new>.+)$", re.I),
-    re.compile(
-        r"\bchange\s+the\s+(?:title|name)\s+of\s+(?P<what>.+?)\s+to\s+(?P<new>.+)$", re.I
-    ),
+    re.compile(r"\bchange\s+the\s+(?:title|name)\s+of\s+(?P<what>.+?)\s+to\s+(?P<new>.+)$", re.I),
     re.compile(r"\bbenenn\w*\s+(?P<what>.+?)\s+um\s+(?:in|zu)\s+(?P<new>.+)$", re.I),
     re.compile(r"^(?P<what>.+?)\s+umbenennen\s+(?:in|zu)\s+(?P<new>.+)$", re.I),
 )
@@ -218,8 +216,9 @@ FILLER_END = re.compile(
 )
 ARTICLE = re.compile(r"^(?:a|an|the|der|die|das|den|dem|ein|eine|einen)\s+", re.I)
 NOTE_CUE = re.compile(
-    r"^(?:(?:please|pls|can you|could you|bitte)\b[\s,]*)*(?:jot|note to self|write (?:this |that )?down|"
-    r"take a note|notier\w*|schreib\w* (?:dir |mir )?auf)\b",
+    r"^(?:(?:please|pls|can you|could you|bitte)\b[\s,]*)*"
+    r"(?:jot|note to self|write (?:this |that )?down|take a note|notier\w*|"
+    r"schreib\w* (?:dir |mir )?auf)\b",
     re.I,
 )
 CHECKPOINT_CUE = re.compile(r"\b(?:reached|hit the|made it|achieved|erreicht)\b", re.I)

@@ -15,7 +15,9 @@ import datetime as dt
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from app.chat.understanding import lexicon as lx
@@ -28,6 +30,11 @@ _QUOTE = re.compile(r"\"([^\"]+)\"|(?<![\w])'(\S(?:.*?\S)?)'(?![\w])")
 _TOKEN = re.compile(r"[^\W_][\w'-]*", re.U)
 _SUFFIXES = ("ings", "ing", "ed", "es", "en", "er", "e", "s", "n")
 _NEW = "@new:"
+_DESCRIPTION = re.compile(
+    r",?\s*\b(?:with (?:the )?description|description|described as|beschreibung)\b"
+    r"\s*(?::|is|to)?\s*(.+)$",
+    re.I,
+)
 
 
 @dataclass
@@ -63,6 +70,7 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+@lru_cache(maxsize=8192)
 def stem(word: str) -> str:
     word = word.lower().strip("'-")
     if word.endswith("'s"):
@@ -77,13 +85,14 @@ def tokens(text: str) -> list[str]:
     return [t.lower() for t in _TOKEN.findall(text)]
 
 
-def _stems(text: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def _stems(text: str) -> frozenset[str]:
     out: set[str] = set()
     for token in tokens(text):
         out.add(stem(token))
         if "-" in token:
             out.update(stem(part) for part in token.split("-") if len(part) > 1)
-    return out
+    return frozenset(out)
 
 
 def capitalise(text: str) -> str:
@@ -96,7 +105,7 @@ class _Entry:
     table: str
     item: Item
     label: str
-    stems: set[str]
+    stems: frozenset[str]
 
 
 class Index:
@@ -112,7 +121,7 @@ class Index:
         self.created = {t: list(rows) for t, rows in created.items()}
         self.entries: dict[str, list[_Entry]] = {
             table: [
-                _Entry(table, row, str(row.get(lx.LABEL[table]) or ""), set())
+                _Entry(table, row, str(row.get(lx.LABEL[table]) or ""), frozenset())
                 for row in rows
                 if str(row.get(lx.LABEL[table]) or "").strip()
             ]
@@ -354,8 +363,9 @@ class _Parser:
     def _target(self, clause: _Clause, text: str, tables: Sequence[str]) -> _Entry | None:
         if clause.quoted and (entry := self.index.by_label(clause.quoted, tables)):
             return entry
-        entry = self.index.best(self._residual(text), tables, text)
-        if entry is None:
+        residual = self._residual(text)
+        entry = self.index.best(residual, tables, text)
+        if entry is None and not residual:
             definite = any(t in tables for _, _, t in clause.nouns)
             entry = self._refer(clause, tables, definite=definite)
         return entry
@@ -442,7 +452,6 @@ class _Parser:
         return text
 
     def _strip_priority(self, text: str) -> str:
-        text = re.sub(r"\b(?:with\s+|mit\s+)?(?:a\s+)?", lambda m: m.group(0), text)
         for _, pattern in lx.PRIORITY_PHRASES:
             text = pattern.sub(" ", text)
         return re.sub(r"\b(?:priority|prio|priorität)\b", " ", text, flags=re.I)
@@ -496,7 +505,9 @@ class _Parser:
             or _task_status(text)
             or self._priority(text, "medium")
             or self._dates(text)
-            or re.search(r"\b(?:move|push|postpone|reschedule|rename|verschieb\w*|schieb\w*)\b", text, re.I)
+            or re.search(
+                r"\b(?:move|push|postpone|reschedule|rename|verschieb\w*|schieb\w*)\b", text, re.I
+            )
         )
         return "tasks" if changes else None
 
@@ -581,8 +592,14 @@ class _Parser:
 
     def _create_project(self, clause: _Clause) -> list[Intent]:
         text = clause.body if clause.body else self._after_noun(clause, "projects", clause.text)
+        description = _DESCRIPTION.search(text)
+        if description:
+            text = text[: description.start()]
         text = re.sub(
-            r"^\s*(?:called|named|titled|for|about|namens|mit dem namen|für)\s+", "", text, flags=re.I
+            r"^\s*(?:called|named|titled|for|about|namens|mit dem namen|für)\s+",
+            "",
+            text,
+            flags=re.I,
         )
         text = re.sub(r"\s+(?:an|anlegen|erstellen|starten|please|bitte)\s*$", "", text, flags=re.I)
         name = capitalise(lx.ARTICLE.sub("", text.strip(" ,.:;!?\"'")))
@@ -592,8 +609,8 @@ class _Parser:
             return []
         self.new_project = name
         args: dict[str, Any] = {"name": name[:200]}
-        if described := re.search(r"\b(?:description|described as)\b\s*(?::|is|to)?\s*(.+)$", name):
-            args["description"] = described.group(1).strip()
+        if description and description.group(1).strip():
+            args["description"] = description.group(1).strip()
         return [Intent("project_agent", "create_project", args)]
 
     def _project_for_new(self, clause: _Clause, text: str) -> tuple[Any, str]:
@@ -601,7 +618,9 @@ class _Parser:
         if project is not None:
             return project["id"], rest
         if self.new_project is not None:
-            rest = re.sub(r"\b(?:to|for|in|zu|dazu|für)\s+(?:it|es|ihm|that)\b", " ", rest, flags=re.I)
+            rest = re.sub(
+                r"\b(?:to|for|in|zu|dazu|für)\s+(?:it|es|ihm|that)\b", " ", rest, flags=re.I
+            )
             return _NEW + self.new_project, rest
         return None, rest
 
@@ -613,7 +632,9 @@ class _Parser:
             title = clause.quoted
         else:
             colon = text.find(":")
-            part = text[colon + 1 :] if colon >= 0 else self._after_noun(clause, "checkpoints", text)
+            part = (
+                text[colon + 1 :] if colon >= 0 else self._after_noun(clause, "checkpoints", text)
+            )
             part = re.sub(r"^\s*(?:called|named|titled|namens)\s+", "", part, flags=re.I)
             title = self._title(part)
         if project_id is None:
@@ -751,34 +772,44 @@ class _Parser:
                 break
         about = rename.group("what") if rename else text
         tables = [primary] if primary else list(_SEARCHED)
-        if primary is None and (lx.MISSED_CUE.search(text) or re.search(r"\b(?:reached|erreicht)\b", text, re.I)):
+        if primary is None and (
+            lx.MISSED_CUE.search(text) or re.search(r"\b(?:reached|erreicht)\b", text, re.I)
+        ):
             tables = ["checkpoints", *_SEARCHED]
         moving_project = None
         if primary in (None, "tasks") and re.search(r"\b(?:into|to|in|zu|zum|ins)\b", about, re.I):
             project, rest = self._project_ref(about, weak=False)
-            if project is not None and re.search(r"\b(?:put|move|verschieb\w*|schieb\w*)\b", text, re.I):
+            if project is not None and re.search(
+                r"\b(?:put|move|verschieb\w*|schieb\w*)\b", text, re.I
+            ):
                 moving_project, about = project, rest
         targets = self._targets(clause, about, tables)
-        if not targets:
-            if self._dates(text) and primary in (None, "tasks") and not lx.DELETE_CUE.search(text):
-                # "in drei Tagen Auto waschen": something to do, on a day: a new task.
-                return self._create_tasks(clause)
-            changes = (
-                lx.DELETE_CUE.search(text)
-                or lx.ARCHIVE_CUE.search(text)
-                or lx.RESTORE_CUE.search(text)
-                or rename
-                or re.search(r"\b(?:mark|set|make|move|push|change)\b", text, re.I)
-            )
-            if not changes and (primary is not None or text.rstrip().endswith("?")):
-                # "notes for the website project", "low priority stuff?": a question.
-                return self._read(clause, primary)
-            return []
+        if (
+            not targets
+            and self._dates(text)
+            and primary in (None, "tasks")
+            and not lx.DELETE_CUE.search(text)
+        ):
+            # "in drei Tagen Auto waschen": something to do, on a day: a new task.
+            return self._create_tasks(clause)
         intents: list[Intent] = []
         for target in targets:
             intents += self._change_one(clause, target, rename, moving_project)
-        self.last = targets[-1]
-        return intents
+        if targets:
+            self.last = targets[-1]
+        if intents:
+            return intents
+        changes = (
+            lx.DELETE_CUE.search(text)
+            or lx.ARCHIVE_CUE.search(text)
+            or lx.RESTORE_CUE.search(text)
+            or rename
+            or re.search(r"\b(?:mark|set|make|move|push|change)\b", text, re.I)
+        )
+        if not changes and (primary is not None or text.rstrip().endswith("?")):
+            # "notes for the website project", "low priority stuff?": a question.
+            return self._read(clause, primary)
+        return []
 
     def _change_one(
         self, clause: _Clause, target: _Entry, rename: re.Match[str] | None, project: Item | None
@@ -804,9 +835,13 @@ class _Parser:
                 changes["name"] = _new_label(rename.group("new"))
             if not changes and (lx.GET_PROJECT_CUE.search(text) or text.rstrip().endswith("?")):
                 return [Intent(agent, "get_project", {key: item["id"]})]
-            return [Intent(agent, "update_project", {key: item["id"], **changes})] if changes else []
+            return (
+                [Intent(agent, "update_project", {key: item["id"], **changes})] if changes else []
+            )
         if lx.DELETE_CUE.search(text):
-            tool = {"tasks": "delete_task", "checkpoints": "delete_checkpoint"}.get(table, "delete_note")
+            tool = {"tasks": "delete_task", "checkpoints": "delete_checkpoint"}.get(
+                table, "delete_note"
+            )
             return [Intent(agent, tool, {key: item["id"]})]
         changes = {}
         if rename:
@@ -814,12 +849,11 @@ class _Parser:
         when = self._strip_priority(text)
         if shift := find_shift(when):
             base = item.get("due_date") or self.today.isoformat()
-            try:
+            # A due date past year 9999 (or none readable): the date stays as it is.
+            with suppress(ValueError, OverflowError):
                 changes["due_date"] = (
                     dt.date.fromisoformat(str(base)) + dt.timedelta(days=shift[0])
                 ).isoformat()
-            except (ValueError, OverflowError):
-                pass
         elif not rename and (due := self._date(when)):
             changes["due_date"] = due
         if table == "tasks":
@@ -841,7 +875,9 @@ class _Parser:
         else:
             tool = "update_note"
             if not changes and not rename:
-                if lx.READ_CUE.search(text) or re.search(r"\b(?:open|read|show|zeig\w*)\b", text, re.I):
+                if lx.READ_CUE.search(text) or re.search(
+                    r"\b(?:open|read|show|zeig\w*)\b", text, re.I
+                ):
                     return [Intent(agent, "get_note", {key: item["id"]})]
                 return []
         if not changes:
