@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import re
 import sys
 import time
@@ -31,7 +32,7 @@ from app.chat.llm import ModelCaller
 from app.chat.orchestrator import Orchestrator
 from app.chat.plans import PlanService
 from app.chat.schemas import ChatContext, ChatRequest, ChatResponse, HistoryMessage
-from app.chat.understanding import detect_language
+from app.chat.understanding import detect_language, understand
 from app.config import Settings
 from app.models import BillingTier
 
@@ -41,6 +42,7 @@ HELD_OUT = CORPUS_DIR / "held_out.yaml"
 WORKSPACE = CORPUS_DIR / "workspace.yaml"
 # Compared only when the label names them: free text and flags the user rarely states.
 _OPTIONAL = {"body", "append", "remind", "query", "description", "include_overdue"}
+TODAY = dt.date(2026, 3, 11)
 _ARTICLE = re.compile(r"^(?:a|an|the|der|die|das|den|dem|ein|eine|einen)\s+")
 
 
@@ -70,6 +72,7 @@ class Outcome:
     model_seconds: float
     model_cpu_seconds: float
     request_seconds: float
+    understanding_cpu_seconds: float
 
 
 @dataclass
@@ -152,6 +155,15 @@ async def run_case(case: dict[str, Any], workspace: dict[str, Any]) -> Outcome:
         context=_context(workspace, case.get("context")),
         history=[HistoryMessage(role=r, content=c) for r, c in case.get("history") or []],
     )
+    context = request.context.model_dump(mode="json") if request.context else {}
+    cpu = time.thread_time()
+    understand(
+        case["message"],
+        today=request.context.today if request.context and request.context.today else TODAY,
+        context=context,
+        history=[(h.role, h.content) for h in request.history],
+    )
+    understanding_cpu = time.thread_time() - cpu
     started = time.perf_counter()
     response = await orchestrator.orchestrate(request)
     elapsed = time.perf_counter() - started
@@ -170,6 +182,7 @@ async def run_case(case: dict[str, Any], workspace: dict[str, Any]) -> Outcome:
         model_seconds=model.seconds,
         model_cpu_seconds=model.cpu_seconds,
         request_seconds=elapsed,
+        understanding_cpu_seconds=understanding_cpu,
     )
 
 
@@ -214,6 +227,8 @@ def render(report: Report, *, verbose: bool = False, detail: bool = True) -> str
         model_ms = 1000 * sum(o.model_seconds for o in report.outcomes) / max(1, n)
         cpu_ms = 1000 * sum(o.model_cpu_seconds for o in report.outcomes) / max(1, n)
         request_ms = 1000 * sum(o.request_seconds for o in report.outcomes) / max(1, n)
+        parse_ms = 1000 * sum(o.understanding_cpu_seconds for o in report.outcomes) / max(1, n)
+        lines.append(f"mean CPU time to understand a message (one parse): {parse_ms:.3f} ms")
         lines.append(
             f"mean time per message in the model (router, agents, answers): {model_ms:.3f} ms "
             f"wall, {cpu_ms:.3f} ms CPU; whole request through the orchestrator: "

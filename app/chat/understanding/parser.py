@@ -591,10 +591,12 @@ class _Parser:
         return text[match.end() :] if match else text
 
     def _create_project(self, clause: _Clause) -> list[Intent]:
-        text = clause.body if clause.body else self._after_noun(clause, "projects", clause.text)
-        description = _DESCRIPTION.search(text)
+        source = clause.text
+        description = _DESCRIPTION.search(source)
         if description:
-            text = text[: description.start()]
+            source = source[: description.start()]
+        colon = source.find(":") if clause.quoted is None else -1
+        text = source[colon + 1 :] if colon >= 0 else self._after_noun(clause, "projects", source)
         text = re.sub(
             r"^\s*(?:called|named|titled|for|about|namens|mit dem namen|für)\s+",
             "",
