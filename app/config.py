@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -32,6 +33,11 @@ GENERATED_SECRETS = ("JWT_SECRET", "FINGERPRINT_SALT")
 LOCAL_SECRETS_FILE = "secrets.json"
 
 CommaList = Annotated[list[str], NoDecode]
+
+# Origins of pages without one of their own (a file, a sandboxed iframe): `null`, and
+# `file://` as older Electron sent it. Allowed without credentials (app/gateway/cors.py).
+OPAQUE_ORIGINS = frozenset({"null", "file://"})
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")
 
 
 def _split_commas(value: object) -> object:
@@ -57,7 +63,20 @@ class Settings(BaseSettings):
     DATABASE_URL: str = ""  # empty: SQLite file under DATA_DIR
     DATABASE_POOL_SIZE: int = 10
     DATABASE_MAX_OVERFLOW: int = 20
-    CORS_ORIGINS: CommaList = ["app://.", "http://localhost:3000", "http://localhost:5173"]
+    # Origins whose pages may call the API (README: CORS and the Electron renderer): the
+    # packaged renderer's custom scheme, dev servers, and `null` for a renderer loaded
+    # from a file (opaque origins never get credentials nor the visitor cookie).
+    CORS_ORIGINS: CommaList = [
+        "app://.",
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+        "http://localhost:3000",
+        "http://127.0.0.1:3000",
+        "null",
+    ]
+    # Also allowed: origins this regular expression matches whole (empty: none), e.g.
+    # `http://(localhost|127\.0\.0\.1):\d+` for dev servers on any port.
+    CORS_ORIGIN_REGEX: str = ""
     TRUSTED_PROXIES: CommaList = []  # IPs or CIDRs whose X-Forwarded-For is believed
 
     # --- auth ---------------------------------------------------------------
@@ -202,6 +221,37 @@ class Settings(BaseSettings):
     _split = field_validator(
         "CORS_ORIGINS", "TRUSTED_PROXIES", "ADMIN_EMAILS", "BYOK_PROVIDERS", mode="before"
     )(_split_commas)
+
+    @field_validator("CORS_ORIGINS")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for raw in value:
+            # Browsers send scheme and host in lower case, and never a path.
+            origin = raw.lower()
+            if origin.endswith("/") and not origin.endswith("://"):
+                origin = origin[:-1]
+            if origin == "*":
+                raise ValueError(
+                    "CORS_ORIGINS cannot be `*`: list the origins (with credentials allowed, "
+                    "`*` would let every site act with a visitor's cookie)"
+                )
+            if origin not in OPAQUE_ORIGINS and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {raw!r} is not an origin (`scheme://host[:port]`, "
+                    "`null` or `file://`)"
+                )
+            origins.append(origin)
+        return origins
+
+    @field_validator("CORS_ORIGIN_REGEX")
+    @classmethod
+    def _check_origin_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"CORS_ORIGIN_REGEX is not a regular expression: {exc}") from exc
+        return value
 
     @field_validator("ADMIN_EMAILS")
     @classmethod

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.auth.endpoints import router as auth_router
@@ -28,6 +27,7 @@ from app.demo.tasks import demo_lifespan
 from app.errors import install_error_handlers
 from app.gateway.body_limit import BodyLimitMiddleware
 from app.gateway.byok import BYOKGuardMiddleware
+from app.gateway.cors import CORSMiddleware
 from app.gateway.input_guard import InputGuardMiddleware, check_json_body
 from app.gateway.quota_gate import QuotaGateMiddleware
 from app.gateway.rate_limit import TierRateLimitMiddleware
@@ -154,25 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Before anything reads a body or looks a caller up; inside CORS so that a browser
     # client can read the 413/431, inside the request context so it carries a request id.
     app.add_middleware(BodyLimitMiddleware, policies=policies, settings=settings)
+    # Origins from CORS_ORIGINS / CORS_ORIGIN_REGEX, WebSocket handshakes included.
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.CORS_ORIGINS,
-        allow_credentials=True,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=[
-            "X-Request-ID",
-            "Retry-After",
-            "X-Checksum",
-            "X-Table",
-            "X-Backup-Id",
-            "X-Backup-Version",
-            "X-Backup-Timestamp",
-            "X-Demo-Mode",
-            "RateLimit-Limit",
-            "RateLimit-Remaining",
-            "RateLimit-Reset",
-        ],
+        CORSMiddleware, origins=settings.CORS_ORIGINS, origin_regex=settings.CORS_ORIGIN_REGEX
     )
     app.add_middleware(RequestContextMiddleware)
 
