@@ -62,13 +62,17 @@ RECORD_HEADERS = {
     "X-Table": header_doc("The record's table"),
     "Last-Modified": header_doc("When the record was last written (HTTP date)"),
 }
-PRECONDITION_FAILED: dict[int | str, dict[str, Any]] = {
-    412: {
-        "model": ErrorBody,
-        "description": "`If-Match` names another version; `ETag` is the current one",
-        "headers": ETAG_OUT,
+# The OpenAPI builder adds headers to these dicts in place: every route gets fresh copies.
+
+
+def precondition_failed_response() -> dict[int | str, dict[str, Any]]:
+    return {
+        412: {
+            "model": ErrorBody,
+            "description": "`If-Match` names another version; `ETag` is the current one",
+            "headers": dict(ETAG_OUT),
+        }
     }
-}
 
 
 def bytes_response(headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
@@ -87,7 +91,7 @@ def bytes_response(headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 
 def not_modified(headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
-    return {304: {"description": "`If-None-Match` matched: no body.", "headers": headers}}
+    return {304: {"description": "`If-None-Match` matched: no body.", "headers": dict(headers)}}
 
 
 IfNoneMatch = Annotated[
@@ -121,7 +125,7 @@ def record_headers(record: StorageRecord) -> dict[str, str]:
 
 
 def metadata_response(code: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {code: {"description": description, "headers": ETAG_OUT}}
+    return {code: {"description": description, "headers": dict(ETAG_OUT)}}
 
 
 @router.post(
@@ -277,7 +281,7 @@ async def get_record(
     summary="Replace a record's encrypted bytes",
     responses={
         **metadata_response(200, "Replaced; the record's new metadata"),
-        **PRECONDITION_FAILED,
+        **precondition_failed_response(),
         **error_responses(400, 401, 402, 404, 409, 413, 422, 503),
     },
     openapi_extra=RAW_BODY,
@@ -312,7 +316,7 @@ async def replace_record(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a record and its bytes",
-    responses={**PRECONDITION_FAILED, **error_responses(401, 404, 422, 503)},
+    responses={**precondition_failed_response(), **error_responses(401, 404, 422, 503)},
 )
 async def delete_record(
     record_id: uuid.UUID,
