@@ -11,8 +11,9 @@ Design (README "Sync"):
   **tombstone** (id, table, number, time: metadata only).
 - The feed reads live records and tombstones past the cursor, and the head, in
   one statement (one snapshot on SQLite and PostgreSQL), ordered by number. The
-  cursor is opaque: the last number returned, when it was issued, and a tag of
-  its owner.
+  cursor is opaque: the last number returned, when its run of pages began (the
+  time of the last caught-up page, which bounds the age of every tombstone it may
+  still need), and a tag of its owner.
 - Tombstones are kept `SYNC_TOMBSTONE_RETENTION_DAYS` plus a day's grace, then
   purged; a cursor (or a `changed_since`) older than the retention is refused with
   410, and the client starts over with a full sync.
@@ -117,6 +118,7 @@ async def read_changes(
     now = now or utcnow()
     horizon = now - retention
     after = 0
+    issued = now
     if cursor_text is not None:
         cursor = decode_cursor(user_id, tenant_id, cursor_text)
         if cursor.issued_at < horizon:
@@ -126,6 +128,7 @@ async def read_changes(
                 error="sync_cursor_expired",
             )
         after = cursor.seq
+        issued = cursor.issued_at
     if since is not None and since < horizon:
         raise Gone(
             f"`changed_since` is older than the {retention.days} days deletions are kept; "
@@ -142,10 +145,14 @@ async def read_changes(
     page = found[:limit]
     if has_more:
         position = int(page[-1].change_seq)
+        # Mid-way, the tombstones past `position` may date from when this run of pages
+        # began, not from now: the cursor keeps that age, so it expires in time.
     else:
         # Everything past the cursor in this snapshot was returned (or filtered out by
         # `changed_since`): the next read may start at the head seen in the same snapshot.
         position = max(after, head or 0, *(int(row.change_seq) for row in page))
+        # Caught up: every later tombstone is newer than this snapshot.
+        issued = now
     changes = [
         Change(
             id=row.id,
@@ -158,7 +165,7 @@ async def read_changes(
         )
         for row in page
     ]
-    return ChangePage(changes, encode_cursor(user_id, tenant_id, position, now), has_more)
+    return ChangePage(changes, encode_cursor(user_id, tenant_id, position, issued), has_more)
 
 
 async def purge_tombstones(db: Database, retention: timedelta, now: datetime | None = None) -> int:
