@@ -186,6 +186,8 @@ class Settings(BaseSettings):
     AWS_ACCESS_KEY_ID: str = ""
     AWS_SECRET_ACCESS_KEY: str = ""
     MAX_UPLOAD_BYTES: int = 50 * 1024 * 1024
+    # How long a sync cursor stays valid; deletions' tombstones are kept a day longer.
+    SYNC_TOMBSTONE_RETENTION_DAYS: int = Field(default=90, ge=1)
     QDRANT_URL: str = ""
     QDRANT_API_KEY: str = ""
     QDRANT_COLLECTION: str = "adiuva_vectors"

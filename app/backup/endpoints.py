@@ -13,17 +13,37 @@ from app.backup.schemas import BackupHistory, BackupInfo
 from app.errors import error_responses
 from app.kit.policy import BodyKind, gateway_policy
 from app.kit.routing import DomainRouter
+from app.kit.timestamps import FORMATS as TIMESTAMP_FORMATS
 from app.models import BackupMetadata
-from app.storage.endpoints import BYTES_RESPONSE, RAW_BODY
+from app.storage.conditional import etag_of, none_match
+from app.storage.endpoints import (
+    CHECKSUM_OUT,
+    ETAG_OUT,
+    RAW_BODY,
+    IfNoneMatch,
+    bytes_response,
+    header_doc,
+    not_modified,
+)
 from app.storage.schemas import CHECKSUM_PATTERN
 from app.storage.service import Owner
 
 router = DomainRouter(prefix="/backup", tags=["backup"])
 
+BACKUP_HEADERS = {
+    **CHECKSUM_OUT,
+    **ETAG_OUT,
+    "Last-Modified": header_doc("The backup's own timestamp (HTTP date, whole seconds)"),
+    "X-Backup-Id": header_doc("The backup's id"),
+    "X-Backup-Version": header_doc("The version the client gave at upload"),
+    "X-Backup-Timestamp": header_doc("The backup's timestamp, ISO 8601 UTC"),
+}
+
 
 def _headers(backup: BackupMetadata) -> dict[str, str]:
     return {
         "Last-Modified": format_datetime(backup.backup_timestamp, usegmt=True),
+        "ETag": etag_of(backup.checksum),
         "X-Checksum": backup.checksum,
         "X-Backup-Id": str(backup.id),
         "X-Backup-Version": backup.version,
@@ -31,10 +51,22 @@ def _headers(backup: BackupMetadata) -> dict[str, str]:
     }
 
 
+async def _download(
+    service: BackupServiceDep, backup: BackupMetadata, not_modified_now: bool
+) -> Response:
+    headers = _headers(backup)
+    if not_modified_now:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    reader = await service.open(backup)
+    headers["Content-Length"] = str(reader.size)
+    return StreamingResponse(reader, media_type="application/octet-stream", headers=headers)
+
+
 @router.put(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BackupInfo,
+    summary="Upload an encrypted backup",
     responses=error_responses(400, 401, 402, 413, 422, 503),
     openapi_extra=RAW_BODY,
 )
@@ -50,7 +82,7 @@ async def put_backup(
             alias="X-Backup-Timestamp",
             min_length=1,
             max_length=64,
-            description="ISO 8601 date-time or Unix seconds",
+            description=f"When the backup was taken: {TIMESTAMP_FORMATS}",
         ),
     ],
     x_backup_checksum: Annotated[str, Header(alias="X-Backup-Checksum", pattern=CHECKSUM_PATTERN)],
@@ -70,28 +102,42 @@ async def put_backup(
 @router.get(
     "",
     response_class=StreamingResponse,
+    summary="Download the newest backup",
     responses={
-        **BYTES_RESPONSE,
-        304: {"description": "Not modified since `If-Modified-Since`"},
+        **bytes_response(BACKUP_HEADERS),
+        **not_modified(BACKUP_HEADERS),
         **error_responses(401, 404, 503),
     },
 )
 async def get_latest_backup(
     principal: CurrentPrincipal,
     service: BackupServiceDep,
-    if_modified_since: Annotated[str | None, Header(alias="If-Modified-Since")] = None,
+    if_modified_since: Annotated[
+        str | None,
+        Header(
+            alias="If-Modified-Since",
+            description="HTTP date: 304 while the newest backup is not newer",
+        ),
+    ] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The newest backup's bytes, with `Last-Modified` and `X-Checksum`."""
     backup = await service.latest(Owner.of(principal))
-    headers = _headers(backup)
-    if service.not_modified_since(backup, if_modified_since):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    reader = await service.open(backup)
-    headers["Content-Length"] = str(reader.size)
-    return StreamingResponse(reader, media_type="application/octet-stream", headers=headers)
+    # RFC 9110 §13.2.2: If-None-Match, when present, decides instead of If-Modified-Since.
+    current = (
+        none_match(if_none_match, etag_of(backup.checksum))
+        if if_none_match is not None
+        else service.not_modified_since(backup, if_modified_since)
+    )
+    return await _download(service, backup, current)
 
 
-@router.get("/history", response_model=BackupHistory, responses=error_responses(401, 422))
+@router.get(
+    "/history",
+    response_model=BackupHistory,
+    summary="List the caller's backups, newest first",
+    responses=error_responses(401, 422),
+)
 async def backup_history(
     principal: CurrentPrincipal,
     service: BackupServiceDep,
@@ -105,10 +151,32 @@ async def backup_history(
     )
 
 
+@router.get(
+    "/{backup_id}",
+    response_class=StreamingResponse,
+    summary="Download one backup by id, to restore that version",
+    responses={
+        **bytes_response(BACKUP_HEADERS),
+        **not_modified(BACKUP_HEADERS),
+        **error_responses(401, 404, 422, 503),
+    },
+)
+async def get_backup(
+    backup_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    service: BackupServiceDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """The backup's encrypted bytes as stored, streamed, with its checksum and metadata."""
+    backup = await service.get(Owner.of(principal), backup_id)
+    return await _download(service, backup, none_match(if_none_match, etag_of(backup.checksum)))
+
+
 @router.delete(
     "/{backup_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
+    summary="Delete one backup and its bytes",
     responses=error_responses(401, 404, 422, 503),
 )
 async def delete_backup(

@@ -22,6 +22,13 @@ class BackupRepository(Repository[BackupMetadata]):
             )
         )
 
+    async def get_owned(
+        self, backup_id: uuid.UUID, user_id: uuid.UUID, tenant_id: uuid.UUID
+    ) -> BackupMetadata | None:
+        return await self.get_one_or_none(
+            self._owned(user_id, tenant_id).where(BackupMetadata.id == backup_id)
+        )
+
     async def latest_owned(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> BackupMetadata | None:
         return await self.get_one_or_none(self._owned(user_id, tenant_id).limit(1))
 

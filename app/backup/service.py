@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,7 +14,8 @@ from app.backup.repository import BackupRepository
 from app.billing.tiers import TierTable
 from app.config import Settings
 from app.db import Database
-from app.errors import NotFound, ServiceUnavailable, Unprocessable
+from app.errors import NotFound, ServiceUnavailable
+from app.kit.timestamps import parse_client_timestamp
 from app.models import BackupMetadata, StorageKind
 from app.storage.blobs import BlobNotFound, BlobReader, BlobStore, BlobStoreError
 from app.storage.quota import precheck, quota_exceeded
@@ -31,22 +31,12 @@ from app.storage.service import (
 )
 from app.storage.streaming import check_declared_length
 
-_EPOCH = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
-
 
 def parse_backup_timestamp(text: str) -> datetime:
-    """ISO 8601 (a zone-less value is taken as UTC) or Unix seconds."""
-    text = text.strip()
-    try:
-        if _EPOCH.fullmatch(text):
-            return datetime.fromtimestamp(float(text), UTC)
-        value = datetime.fromisoformat(text)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise Unprocessable(
-            "X-Backup-Timestamp must be an ISO 8601 date-time or Unix seconds.",
-            error="invalid_backup_timestamp",
-        ) from exc
+    """Unix seconds, Unix milliseconds or ISO 8601 (app/kit/timestamps.py)."""
+    return parse_client_timestamp(
+        text, field="X-Backup-Timestamp", error="invalid_backup_timestamp"
+    )
 
 
 def parse_http_date(text: str | None) -> datetime | None:
@@ -124,6 +114,12 @@ class BackupService:
         backup = await self.backups.latest_owned(owner.user_id, owner.tenant_id)
         if backup is None:
             raise NotFound("There is no backup yet.", error="backup_not_found")
+        return backup
+
+    async def get(self, owner: Owner, backup_id: uuid.UUID) -> BackupMetadata:
+        backup = await self.backups.get_owned(backup_id, owner.user_id, owner.tenant_id)
+        if backup is None:
+            raise NotFound("No such backup.", error="backup_not_found")
         return backup
 
     @staticmethod

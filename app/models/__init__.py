@@ -25,7 +25,13 @@ from app.models.marketplace import (
     RevenueEvent,
 )
 from app.models.quota import ConcurrencyLease, CreditAccount, CreditLedgerEntry, QuotaCounter
-from app.models.storage import BackupMetadata, StorageRecord, StorageUsage
+from app.models.storage import (
+    BackupMetadata,
+    StorageRecord,
+    StorageSyncHead,
+    StorageTombstone,
+    StorageUsage,
+)
 from app.models.tenancy import Membership, Tenant, User
 
 __all__ = [
@@ -54,6 +60,8 @@ __all__ = [
     "ReviewDecision",
     "StorageKind",
     "StorageRecord",
+    "StorageSyncHead",
+    "StorageTombstone",
     "StorageUsage",
     "Subscription",
     "SubscriptionStatus",

@@ -14,7 +14,10 @@ class StorageRecord(UUIDPrimaryKey, Timestamps, Base):
     """Metadata of one encrypted blob; the bytes live in the blob store."""
 
     __tablename__ = "storage_records"
-    __table_args__ = (Index("ix_storage_records_user_table", "user_id", "table_name"),)
+    __table_args__ = (
+        Index("ix_storage_records_user_table", "user_id", "table_name"),
+        Index("ix_storage_records_owner_seq", "tenant_id", "user_id", "change_seq", unique=True),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
@@ -26,6 +29,46 @@ class StorageRecord(UUIDPrimaryKey, Timestamps, Base):
     blob_key: Mapped[str] = mapped_column(String(300), nullable=False)
     checksum: Mapped[str] = mapped_column(String(64), nullable=False)
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The owner's change sequence at the record's last write (app/storage/sync.py).
+    change_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class StorageTombstone(Base):
+    """A deleted record's id and table, so an offline client learns of the deletion."""
+
+    __tablename__ = "storage_tombstones"
+    __table_args__ = (
+        Index("ix_storage_tombstones_owner_seq", "tenant_id", "user_id", "change_seq", unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    table_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    change_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+class StorageSyncHead(Base):
+    """The last change sequence number handed out per owner (user within a tenant).
+
+    Allocated with an upsert that keeps the row locked until the writer commits, so
+    an owner's changes commit in sequence order.
+    """
+
+    __tablename__ = "storage_sync_heads"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class BackupMetadata(UUIDPrimaryKey, CreatedAt, Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import anyio.to_thread
@@ -13,9 +14,11 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.demo.cleanup import register_cleanup_hook
+from app.kit.tasks import supervised
 from app.storage.blobs import BlobStore, FileBlobStore, S3BlobStore
 from app.storage.cleanup import DemoStorageCleanup
 from app.storage.streaming import sweep_staging
+from app.storage.sync import purge_tombstones
 from app.storage.vectors import VectorIndex
 
 
@@ -50,8 +53,18 @@ async def storage_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[No
     app.state.blob_store = blob_store
     app.state.vector_index = vector_index
     register_cleanup_hook(app, DemoStorageCleanup(app.state.db, blob_store, vector_index))
+    retention = timedelta(days=settings.SYNC_TOMBSTONE_RETENTION_DAYS)
+
+    async def purge() -> int:
+        return await purge_tombstones(app.state.db, retention)
+
     try:
-        yield
+        # Idempotent, so every worker may run it; it rides the maintenance interval.
+        async with supervised(
+            "tombstone purge", purge, settings.MAINTENANCE_INTERVAL_SECONDS
+        ) as task:
+            app.state.tombstone_purge_task = task
+            yield
     finally:
         await vector_index.aclose()
         await blob_store.aclose()

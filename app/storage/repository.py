@@ -1,15 +1,37 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    String,
+    Uuid,
+    cast,
+    delete,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kit.repository import Repository
-from app.models import BackupMetadata, StorageKind, StorageRecord, StorageUsage
-from app.models.base import utcnow
+from app.kit.sql import upsert
+from app.models import (
+    BackupMetadata,
+    StorageKind,
+    StorageRecord,
+    StorageSyncHead,
+    StorageTombstone,
+    StorageUsage,
+)
+from app.models.base import UTCDateTime, utcnow
 
 
 class StorageRecordRepository(Repository[StorageRecord]):
@@ -51,6 +73,7 @@ class StorageRecordRepository(Repository[StorageRecord]):
         blob_key: str,
         checksum: str,
         size_bytes: int,
+        change_seq: int,
     ) -> StorageRecord | None:
         """Point the record at a new blob, only if it still points at `expected_key`.
 
@@ -65,26 +88,166 @@ class StorageRecordRepository(Repository[StorageRecord]):
                 blob_key=blob_key,
                 checksum=checksum,
                 size_bytes=size_bytes,
+                change_seq=change_seq,
                 updated_at=utcnow(),
             )
             .returning(StorageRecord)
         )
 
     async def delete_owned(
-        self, record_id: uuid.UUID, user_id: uuid.UUID, tenant_id: uuid.UUID
-    ) -> tuple[str, int] | None:
-        """Delete the row; its blob key and size, or None if it was not the caller's."""
+        self,
+        record_id: uuid.UUID,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        *,
+        checksums: Sequence[str] | None = None,
+    ) -> tuple[str, int, str] | None:
+        """Delete the row; its blob key, size and table, or None if nothing was deleted.
+
+        With `checksums`, only a record holding one of them is deleted (`If-Match`).
+        """
+        statement = delete(StorageRecord).where(
+            StorageRecord.id == record_id,
+            StorageRecord.user_id == user_id,
+            StorageRecord.tenant_id == tenant_id,
+        )
+        if checksums is not None:
+            statement = statement.where(StorageRecord.checksum.in_(checksums))
         result = await self.session.execute(
-            delete(StorageRecord)
-            .where(
-                StorageRecord.id == record_id,
-                StorageRecord.user_id == user_id,
-                StorageRecord.tenant_id == tenant_id,
+            statement.returning(
+                StorageRecord.blob_key, StorageRecord.size_bytes, StorageRecord.table_name
             )
-            .returning(StorageRecord.blob_key, StorageRecord.size_bytes)
         )
         row = result.one_or_none()
-        return (row[0], int(row[1])) if row is not None else None
+        return (row[0], int(row[1]), row[2]) if row is not None else None
+
+
+# Row kinds of the change feed's one statement.
+UPSERT, TOMBSTONE, HEAD = 0, 1, 2
+
+
+class SyncRepository:
+    """The per-owner change sequence, tombstones and the change feed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def next_seq(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> int:
+        """The owner's next change number.
+
+        One `INSERT … ON CONFLICT DO UPDATE … RETURNING`: the head row stays locked
+        until the caller's transaction ends, so a second writer of the same owner
+        waits, and gets a higher number only after the first has committed. Call it
+        first in a write transaction (before the usage and record rows) so every
+        writer takes the locks in one order.
+        """
+        statement = upsert(self.session, StorageSyncHead).values(
+            tenant_id=tenant_id, user_id=user_id, last_seq=1
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[StorageSyncHead.tenant_id, StorageSyncHead.user_id],
+            set_={"last_seq": StorageSyncHead.last_seq + 1},
+        ).returning(StorageSyncHead.last_seq)
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def add_tombstone(
+        self,
+        record_id: uuid.UUID,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        *,
+        table: str,
+        change_seq: int,
+    ) -> None:
+        self.session.add(
+            StorageTombstone(
+                id=record_id,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                table_name=table,
+                change_seq=change_seq,
+                deleted_at=utcnow(),
+            )
+        )
+        await self.session.flush()
+
+    async def changes(
+        self,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        *,
+        after: int,
+        since: datetime | None,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """Up to `limit` live records and `limit` tombstones past `after`, and the head.
+
+        One statement, so one snapshot on both databases: the records, the tombstones
+        and the head row are seen as of the same instant. Rows carry `kind`
+        (UPSERT, TOMBSTONE or HEAD); the head row's `change_seq` is the last number
+        handed out.
+        """
+        r, t, h = StorageRecord, StorageTombstone, StorageSyncHead
+        records = (
+            select(
+                literal_column(str(UPSERT)).label("kind"),
+                r.id.label("id"),
+                r.table_name.label("table_name"),
+                r.change_seq.label("change_seq"),
+                r.checksum.label("checksum"),
+                r.size_bytes.label("size_bytes"),
+                r.created_at.label("created_at"),
+                r.updated_at.label("changed_at"),
+            )
+            .where(r.tenant_id == tenant_id, r.user_id == user_id, r.change_seq > after)
+            .order_by(r.change_seq)
+            .limit(limit)
+        )
+        tombstones = (
+            select(
+                literal_column(str(TOMBSTONE)).label("kind"),
+                t.id,
+                t.table_name,
+                t.change_seq,
+                cast(null(), String(64)).label("checksum"),
+                cast(null(), BigInteger).label("size_bytes"),
+                cast(null(), UTCDateTime()).label("created_at"),
+                t.deleted_at.label("changed_at"),
+            )
+            .where(t.tenant_id == tenant_id, t.user_id == user_id, t.change_seq > after)
+            .order_by(t.change_seq)
+            .limit(limit)
+        )
+        if since is not None:
+            records = records.where(r.updated_at >= since)
+            tombstones = tombstones.where(t.deleted_at >= since)
+        head = select(
+            literal_column(str(HEAD)).label("kind"),
+            cast(null(), Uuid).label("id"),
+            cast(null(), String(64)).label("table_name"),
+            h.last_seq,
+            cast(null(), String(64)).label("checksum"),
+            cast(null(), BigInteger).label("size_bytes"),
+            cast(null(), UTCDateTime()).label("created_at"),
+            cast(null(), UTCDateTime()).label("changed_at"),
+        ).where(h.tenant_id == tenant_id, h.user_id == user_id)
+        # Each branch is wrapped so its ORDER BY/LIMIT stay its own (SQLite's grammar).
+        branches = [select(q.subquery()) for q in (records, tombstones)]
+        feed = union_all(*branches, head)
+        return list((await self.session.execute(feed)).all())
+
+    async def purge_tombstones(self, before: datetime, batch: int = 1000) -> int:
+        """Delete up to `batch` tombstones older than `before`; how many went."""
+        oldest = (
+            select(StorageTombstone.id)
+            .where(StorageTombstone.deleted_at < before)
+            .order_by(StorageTombstone.deleted_at)
+            .limit(batch)
+        )
+        result = await self.session.execute(
+            delete(StorageTombstone).where(StorageTombstone.id.in_(oldest.scalar_subquery()))
+        )
+        return int(result.rowcount or 0)
 
 
 async def tenant_blob_keys(session: AsyncSession, tenant_id: uuid.UUID) -> list[str]:

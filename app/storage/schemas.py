@@ -37,6 +37,30 @@ class RecordPage(BaseModel):
     limit: int
 
 
+class RecordChange(BaseModel):
+    """One entry of the change feed: a record as it is now, or the fact it was deleted."""
+
+    id: uuid.UUID
+    table: str
+    deleted: bool = Field(description="True for a deletion (a tombstone: id and table only)")
+    changed_at: datetime = Field(description="When the record was last written or deleted")
+    checksum: str | None = Field(
+        description="hex SHA-256 of the current bytes (their `ETag`, unquoted); null if deleted"
+    )
+    size_bytes: int | None = Field(description="Size of the current bytes; null if deleted")
+    created_at: datetime | None = Field(description="When the record was created; null if deleted")
+
+
+class RecordChanges(BaseModel):
+    """A page of the change feed, oldest change first."""
+
+    changes: list[RecordChange]
+    next_cursor: str = Field(
+        description="Opaque; send it as `cursor` for the next page, or to resume later"
+    )
+    has_more: bool = Field(description="True if more changes follow at once: read on")
+
+
 class VectorItem(BaseModel):
     id: VectorId
     blob: str = Field(max_length=MAX_VECTOR_BLOB_B64, description="base64 of the encrypted bytes")

@@ -7,6 +7,11 @@ write fails there is no row; if the transaction fails the new blob is removed;
 a replaced or deleted blob is removed only after the commit that stopped
 pointing at it. These transactions are the service's own, not the request's,
 so a failed commit is seen here and compensated.
+
+Every record write also takes the owner's next change number first
+(app/storage/sync.py), so all writers of one owner take their locks in one order
+(change head, usage, record) and commit in number order; a delete leaves a
+tombstone in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio
@@ -32,8 +38,13 @@ from app.db import Database
 from app.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, Unprocessable
 from app.models import BillingTier, StorageKind, StorageRecord
 from app.storage.blobs import BlobNotFound, BlobReader, BlobStore, BlobStoreError
+from app.storage.conditional import etag_of, precondition_failed
 from app.storage.quota import precheck, quota_exceeded, tier_limit
-from app.storage.repository import StorageRecordRepository, StorageUsageRepository
+from app.storage.repository import (
+    StorageRecordRepository,
+    StorageUsageRepository,
+    SyncRepository,
+)
 from app.storage.schemas import VectorItem, VectorSearchRequest
 from app.storage.streaming import (
     SpooledBody,
@@ -42,6 +53,7 @@ from app.storage.streaming import (
     require_checksum,
     spool_body,
 )
+from app.storage.sync import ChangePage, read_changes
 from app.storage.vectors import VectorHit, VectorIndex, VectorPoint, VectorStoreError, hash_vector
 
 log = logging.getLogger(__name__)
@@ -153,9 +165,10 @@ class RecordService:
         self.store = store
         self.tiers = tiers
         self.max_bytes = settings.MAX_UPLOAD_BYTES
+        self.tombstone_retention = timedelta(days=settings.SYNC_TOMBSTONE_RETENTION_DAYS)
         self.records = StorageRecordRepository(session)
 
-    async def _get(self, owner: Owner, record_id: uuid.UUID) -> StorageRecord:
+    async def get(self, owner: Owner, record_id: uuid.UUID) -> StorageRecord:
         record = await self.records.get_owned(record_id, owner.user_id, owner.tenant_id)
         if record is None:
             raise NotFound("No such record.", error="record_not_found")
@@ -183,6 +196,7 @@ class RecordService:
         key = f"{owner.user_id}/{table}/{record_id}"
 
         async def write(session: AsyncSession) -> StorageRecord:
+            seq = await SyncRepository(session).next_seq(owner.user_id, owner.tenant_id)
             usage = StorageUsageRepository(session)
             if not await usage.try_add(owner.user_id, StorageKind.RECORDS, body.size, limit):
                 raise quota_exceeded(self.tiers, owner.tier, StorageKind.RECORDS, limit or 0)
@@ -194,6 +208,7 @@ class RecordService:
                 blob_key=key,
                 checksum=body.sha256,
                 size_bytes=body.size,
+                change_seq=seq,
             )
             return await StorageRecordRepository(session).add(record)
 
@@ -206,10 +221,26 @@ class RecordService:
             owner.user_id, owner.tenant_id, table, page=page, limit=limit
         )
 
-    async def open(self, owner: Owner, record_id: uuid.UUID) -> tuple[StorageRecord, BlobReader]:
-        record = await self._get(owner, record_id)
+    async def changes(
+        self,
+        owner: Owner,
+        cursor: str | None,
+        since: datetime | None,
+        limit: int,
+    ) -> ChangePage:
+        return await read_changes(
+            self.session,
+            owner.user_id,
+            owner.tenant_id,
+            cursor_text=cursor,
+            since=since,
+            limit=limit,
+            retention=self.tombstone_retention,
+        )
+
+    async def open(self, record: StorageRecord) -> BlobReader:
         try:
-            return record, await self.store.open(record.blob_key)
+            return await self.store.open(record.blob_key)
         except BlobNotFound as exc:
             # Only a replace or delete racing this read gets here.
             raise ServiceUnavailable(
@@ -226,9 +257,13 @@ class RecordService:
         checksum: str,
         content_length: str | None,
         chunks: AsyncIterator[bytes],
+        if_match: list[str] | None = None,
     ) -> StorageRecord:
+        """Replace the bytes; with `if_match`, only while the record holds one of those."""
         check_declared_length(content_length, self.max_bytes)
-        current = await self._get(owner, record_id)
+        current = await self.get(owner, record_id)
+        if if_match is not None and current.checksum.lower() not in if_match:
+            raise precondition_failed("record", etag_of(current.checksum))
         old_key, old_size = current.blob_key, current.size_bytes
         table = table or current.table_name
         limit = await precheck(
@@ -244,6 +279,7 @@ class RecordService:
         new_key = f"{owner.user_id}/{table}/{record_id}.{uuid.uuid4().hex[:16]}"
 
         async def write(session: AsyncSession) -> StorageRecord:
+            seq = await SyncRepository(session).next_seq(owner.user_id, owner.tenant_id)
             usage = StorageUsageRepository(session)
             delta = body.size - old_size
             if delta > 0:
@@ -259,10 +295,15 @@ class RecordService:
                 blob_key=new_key,
                 checksum=body.sha256,
                 size_bytes=body.size,
+                change_seq=seq,
             )
             if updated is None:
-                if await records.get(record_id) is None:
+                latest = await records.get(record_id)
+                if latest is None:
                     raise NotFound("No such record.", error="record_not_found")
+                if if_match is not None:
+                    # Replaced by another request since the precondition was checked.
+                    raise precondition_failed("record", etag_of(latest.checksum))
                 raise Conflict(
                     "The record was replaced by another request meanwhile; retry.",
                     error="record_changed",
@@ -273,20 +314,36 @@ class RecordService:
         await remove_blob_quietly(self.store, old_key)
         return updated
 
-    async def delete(self, owner: Owner, record_id: uuid.UUID) -> None:
+    async def delete(
+        self, owner: Owner, record_id: uuid.UUID, if_match: list[str] | None = None
+    ) -> None:
+        """Delete the row (leaving a tombstone), then the blob.
+
+        With `if_match`, only while the record holds one of those checksums.
+        """
         try:
             async with self.db.sessionmaker() as session, session.begin():
-                gone = await StorageRecordRepository(session).delete_owned(
-                    record_id, owner.user_id, owner.tenant_id
+                sync = SyncRepository(session)
+                seq = await sync.next_seq(owner.user_id, owner.tenant_id)
+                records = StorageRecordRepository(session)
+                gone = await records.delete_owned(
+                    record_id, owner.user_id, owner.tenant_id, checksums=if_match
                 )
                 if gone is None:
-                    raise NotFound("No such record.", error="record_not_found")
+                    current = await records.get_owned(record_id, owner.user_id, owner.tenant_id)
+                    if current is None:
+                        raise NotFound("No such record.", error="record_not_found")
+                    raise precondition_failed("record", etag_of(current.checksum))
+                blob_key, size, table = gone
                 await StorageUsageRepository(session).release(
-                    owner.user_id, StorageKind.RECORDS, gone[1]
+                    owner.user_id, StorageKind.RECORDS, size
+                )
+                await sync.add_tombstone(
+                    record_id, owner.user_id, owner.tenant_id, table=table, change_seq=seq
                 )
         except SQLAlchemyError as exc:
             raise database_unavailable() from exc
-        await remove_blob_quietly(self.store, gone[0])
+        await remove_blob_quietly(self.store, blob_key)
 
 
 # --- vectors ------------------------------------------------------------------------

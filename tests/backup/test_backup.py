@@ -228,3 +228,112 @@ async def test_database_failure_leaves_no_blob(app: FastAPI, client: httpx.Async
         event.remove(engine, "before_cursor_execute", refuse)
     assert response.status_code == 503 and response.json()["error"] == "storage_unavailable"
     await assert_nothing_stored(app)
+
+
+async def test_download_a_chosen_version_byte_identical(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await pro_account(app, client)
+    versions = [os.urandom(3 * 1024 * 1024 + n) for n in range(3)]
+    infos = []
+    for day, data in enumerate(versions, start=1):
+        response = await put_backup(client, account, data, f"2026-03-0{day}T08:00:00Z")
+        assert response.status_code == 201, response.text
+        infos.append(response.json())
+
+    # Restore the middle one, not the newest; the store is read in bounded chunks.
+    chunk_sizes: list[int] = []
+    store = app.state.blob_store
+    real_open = store.open
+
+    class CountingReader:
+        def __init__(self, reader) -> None:
+            self.reader = reader
+            self.size = reader.size
+
+        async def __aiter__(self):
+            async for chunk in self.reader:
+                chunk_sizes.append(len(chunk))
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.reader.aclose()
+
+    async def counting_open(key: str):
+        return CountingReader(await real_open(key))
+
+    monkeypatch.setattr(store, "open", counting_open)
+    chosen = infos[1]
+    response = await client.get(f"{BACKUP}/{chosen['id']}", headers=account.headers)
+    assert response.status_code == 200
+    assert response.content == versions[1]
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["Content-Length"] == str(len(versions[1]))
+    assert response.headers["X-Checksum"] == sha256(versions[1])
+    assert response.headers["ETag"] == f'"{sha256(versions[1])}"'
+    assert response.headers["X-Backup-Id"] == chosen["id"]
+    assert response.headers["X-Backup-Version"] == "1.4.0"
+    assert response.headers["X-Backup-Timestamp"] == "2026-03-02T08:00:00+00:00"
+    assert parsedate_to_datetime(response.headers["Last-Modified"]) == datetime(
+        2026, 3, 2, 8, tzinfo=UTC
+    )
+    assert len(chunk_sizes) > 1 and max(chunk_sizes) <= 1024 * 1024
+
+    etag = response.headers["ETag"]
+    same = await client.get(
+        f"{BACKUP}/{chosen['id']}", headers={**account.headers, "If-None-Match": etag}
+    )
+    assert same.status_code == 304 and same.content == b""
+    assert same.headers["ETag"] == etag and same.headers["X-Backup-Id"] == chosen["id"]
+    latest = await client.get(BACKUP, headers={**account.headers, "If-None-Match": etag})
+    assert latest.status_code == 200 and latest.content == versions[2]
+
+
+async def test_download_by_id_is_tenant_isolated(app: FastAPI, client: httpx.AsyncClient) -> None:
+    owner = await pro_account(app, client)
+    intruder = await pro_account(app, client)
+    backup_id = (await put_backup(client, owner, b"mine", "2026-01-01T00:00:00Z")).json()["id"]
+    for account, target in ((intruder, backup_id), (owner, "7d4f5a5e-0000-4000-8000-000000000000")):
+        response = await client.get(f"{BACKUP}/{target}", headers=account.headers)
+        assert response.status_code == 404
+        assert response.json()["error"] == "backup_not_found"
+        assert set(response.json()) >= {"error", "message", "request_id"}
+    bad = await client.get(f"{BACKUP}/not-a-uuid", headers=owner.headers)
+    assert bad.status_code == 422 and bad.json()["error"] == "validation_error"
+    assert (await client.get(f"{BACKUP}/{backup_id}")).status_code == 401
+    assert (await client.get(f"{BACKUP}/{backup_id}", headers=owner.headers)).content == b"mine"
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "1700000000000",
+        "1700000000",
+        "1700000000000.0",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20",
+    ],
+)
+async def test_timestamp_in_milliseconds_seconds_or_iso(
+    app: FastAPI, client: httpx.AsyncClient, stamp: str
+) -> None:
+    account = await pro_account(app, client)
+    response = await put_backup(client, account, b"data", stamp)
+    assert response.status_code == 201, response.text
+    assert datetime.fromisoformat(response.json()["timestamp"]) == datetime(
+        2023, 11, 14, 22, 13, 20, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    "stamp", ["-1700000000", "1700000000000000", "99999999999", "9999-12-31T00:00:00Z", "now"]
+)
+async def test_absurd_timestamps_are_422(
+    app: FastAPI, client: httpx.AsyncClient, stamp: str
+) -> None:
+    account = await pro_account(app, client)
+    response = await put_backup(client, account, b"data", stamp)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_backup_timestamp" and "X-Backup-Timestamp" in body["message"]
+    await assert_nothing_stored(app)
