@@ -11,6 +11,7 @@ from app.auth.dependencies import CurrentPrincipal
 from app.backup.dependencies import BackupServiceDep
 from app.backup.schemas import BackupHistory, BackupInfo
 from app.errors import error_responses
+from app.kit.openapi import header_refs
 from app.kit.policy import BodyKind, gateway_policy
 from app.kit.routing import DomainRouter
 from app.models import BackupMetadata
@@ -19,6 +20,15 @@ from app.storage.schemas import CHECKSUM_PATTERN
 from app.storage.service import Owner
 
 router = DomainRouter(prefix="/backup", tags=["backup"])
+
+
+BACKUP_HEADERS = (
+    "Last-Modified",
+    "X-Checksum",
+    "X-Backup-Id",
+    "X-Backup-Version",
+    "X-Backup-Timestamp",
+)
 
 
 def _headers(backup: BackupMetadata) -> dict[str, str]:
@@ -71,8 +81,11 @@ async def put_backup(
     "",
     response_class=StreamingResponse,
     responses={
-        **BYTES_RESPONSE,
-        304: {"description": "Not modified since `If-Modified-Since`"},
+        200: {**BYTES_RESPONSE[200], "headers": header_refs(*BACKUP_HEADERS)},
+        304: {
+            "description": "Not modified since `If-Modified-Since`",
+            "headers": header_refs(*BACKUP_HEADERS),
+        },
         **error_responses(401, 404, 503),
     },
 )

@@ -8,6 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentPrincipal
 from app.errors import error_responses
+from app.kit.openapi import header_refs
 from app.kit.policy import BodyKind, gateway_policy
 from app.kit.routing import DomainRouter
 from app.storage.dependencies import RecordServiceDep, VectorServiceDep
@@ -39,6 +40,7 @@ BYTES_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The stored bytes; `X-Checksum` carries their SHA-256.",
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": header_refs("X-Checksum", "X-Table"),
     }
 }
 

@@ -143,6 +143,10 @@ def test_headers_a_client_sends_or_reads_are_declared(document: dict[str, Any]) 
     assert "X-Demo-Mode" in chat["responses"]["200"]["headers"]
     quota = op(document, "get", "/quota/status")
     assert "X-LLM-API-KEY" in {p["name"] for p in quota["parameters"]}
+    record = op(document, "get", "/storage/records/{record_id}")["responses"]["200"]
+    assert "X-Checksum" in record["headers"]
+    backup = op(document, "get", "/backup")["responses"]["200"]
+    assert {"Last-Modified", "X-Checksum"} <= set(backup["headers"])
     me = op(document, "get", "/auth/me")
     assert "WWW-Authenticate" in me["responses"]["401"]["headers"]
     schemes = document["components"]["securitySchemes"]
