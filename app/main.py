@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.auth.endpoints import router as auth_router
@@ -40,11 +42,12 @@ from app.kit.byok import BYOKPolicy
 from app.kit.client_ip import parse_trusted_proxies
 from app.kit.policy import RoutePolicies
 from app.kit.ratelimit import MovingWindow, build_storage
+from app.kit.routing import operation_id
 from app.log import configure_logging
 from app.maintenance import maintenance_lifespan
 from app.marketplace.endpoints import router as marketplace_router
 from app.metrics import router as metrics_router
-from app.openapi import install_openapi
+from app.openapi import DESCRIPTION, install_asyncapi, install_openapi
 from app.quota.endpoints import router as quota_router
 from app.shutdown import LIFESPAN_STATE_KEY, shutdown_lifespan
 from app.storage.endpoints import router as storage_router
@@ -122,16 +125,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # the open streams through it before it closes the connections.
             yield {LIFESPAN_STATE_KEY: app.state.shutdown}
 
-    app = FastAPI(
+    options: dict[str, Any] = dict(
         title="Adiuva Cloud API",
         version=__version__,
-        description="Cloud backend of the Adiuva desktop app, behind a quota gateway.",
+        description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None if settings.is_prod else "/docs",
-        redoc_url=None if settings.is_prod else "/redoc",
-        openapi_url=None if settings.is_prod else "/openapi.json",
         dependencies=[Depends(check_json_body)],
+        # Operation ids `domain-action` (`auth-register`), for the clients generated from it.
+        generate_unique_id_function=operation_id,
     )
+    if settings.is_prod:
+        # No documents in production (SPEC §12).
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **options)
+    else:
+        # Swagger UI and ReDoc from the files fastapi-offline ships, served under
+        # /static-offline-docs: the docs work offline and on locked-down networks.
+        app = FastAPIOffline(
+            docs_url="/docs",
+            redoc_url="/redoc",
+            openapi_url="/openapi.json",
+            swagger_ui_parameters={"validatorUrl": None},
+            **options,
+        )
+        install_asyncapi(app, settings)
     # Available before the lifespan runs (middleware reads them per request).
     app.state.settings = settings
     app.state.tiers = TierTable(settings)

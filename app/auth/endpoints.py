@@ -15,6 +15,7 @@ from app.auth.throttle import AuthThrottle
 from app.db import SessionDep
 from app.errors import error_responses
 from app.kit.deps import ClientIPDep, SettingsDep
+from app.kit.openapi import no_credentials
 from app.kit.policy import gateway_policy
 from app.kit.routing import DomainRouter
 
@@ -39,7 +40,9 @@ ThrottleDep = Annotated[AuthThrottle, Depends(get_throttle)]
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=AuthTokens,
+    summary="Create an account",
     responses=error_responses(409, 422, 429),
+    openapi_extra=no_credentials(),
 )
 @gateway_policy(rate_limited=False)
 async def register(
@@ -50,7 +53,13 @@ async def register(
     return await service.register(body.email, body.password)
 
 
-@router.post("/login", response_model=AuthTokens, responses=error_responses(401, 422, 429))
+@router.post(
+    "/login",
+    response_model=AuthTokens,
+    summary="Sign in with email and password",
+    responses=error_responses(401, 422, 429),
+    openapi_extra=no_credentials(),
+)
 @gateway_policy(rate_limited=False)
 async def login(
     body: LoginRequest, service: AuthServiceDep, throttle: ThrottleDep, ip: ClientIPDep
@@ -60,20 +69,37 @@ async def login(
     return await service.login(body.email, body.password)
 
 
-@router.post("/refresh", response_model=AuthTokens, responses=error_responses(401, 422))
+@router.post(
+    "/refresh",
+    response_model=AuthTokens,
+    summary="Exchange a refresh token for new tokens",
+    responses=error_responses(401, 422),
+    openapi_extra=no_credentials(),
+)
 @gateway_policy(rate_limited=False)
 async def refresh(body: RefreshRequest, service: AuthServiceDep) -> AuthTokens:
     """Rotate a refresh token; reusing an old one revokes its whole family."""
     return await service.refresh(body.refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 422))
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Sign out (revoke a refresh token's family)",
+    responses=error_responses(401, 422),
+    openapi_extra=no_credentials(),
+)
 async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
     """Revoke the refresh token's family (every token rotated from the same login)."""
     await service.logout(body.refresh_token)
 
 
-@router.get("/me", response_model=UserProfile, responses=error_responses(401))
+@router.get(
+    "/me",
+    response_model=UserProfile,
+    summary="Get the caller's profile",
+    responses=error_responses(401),
+)
 async def me(principal: CurrentPrincipal) -> UserProfile:
     """The caller's profile; the tier is read live from the tenant's subscription."""
     return UserProfile(

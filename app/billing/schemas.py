@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.models import BillingTier, SubscriptionStatus
 
@@ -41,3 +41,30 @@ class SubscriptionRead(BaseModel):
 class WebhookAck(BaseModel):
     received: bool = True
     duplicate: bool = Field(description="True when this event id was already processed.")
+
+
+class StripeEventData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    object: dict[str, Any] = Field(
+        description="The Stripe object the event is about (a Checkout Session, a Subscription…)."
+    )
+
+
+class StripeEvent(BaseModel):
+    """A Stripe event object (https://docs.stripe.com/api/events/object); other fields kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(max_length=255, examples=["evt_1QkBm2LzUe8ZJmKq7Rb2Yx4c"])
+    object: Literal["event"] = "event"
+    type: str = Field(
+        description="The event type. Acted on: checkout.session.completed, "
+        "customer.subscription.updated, customer.subscription.deleted, invoice.payment_failed; "
+        "others are acknowledged.",
+        examples=["checkout.session.completed"],
+    )
+    created: int = Field(description="Unix seconds.", examples=[1740821400])
+    livemode: bool = False
+    api_version: str | None = Field(default=None, examples=["2025-01-27.acacia"])
+    data: StripeEventData

@@ -8,6 +8,7 @@ from app.chat import service
 from app.chat.errors import UPSTREAM_RESPONSES
 from app.chat.schemas import AgentInfo, ChatRequest, ChatResponse, ExecutionPlan, Playbook
 from app.errors import error_responses
+from app.kit.openapi import header_refs, no_credentials
 from app.kit.policy import gateway_policy
 from app.kit.routing import DomainRouter
 from app.kit.units import UnitOfWorkDep
@@ -19,10 +20,18 @@ router = DomainRouter()
     "/chat",
     tags=["chat"],
     response_model=ChatResponse | ExecutionPlan,
-    responses={**error_responses(400, 401, 402, 403, 422, 429, 503), **UPSTREAM_RESPONSES},
+    summary="Send a chat message to the agents",
+    responses={
+        200: {
+            "description": "The agents' answer, or a plan",
+            "headers": header_refs("X-Demo-Mode"),
+        },
+        **error_responses(400, 401, 402, 403, 422, 429, 503),
+        **UPSTREAM_RESPONSES,
+    },
 )
 @gateway_policy(unit_of_work=True, sanitized=True)
-async def chat(
+async def send_message(
     body: ChatRequest, unit: UnitOfWorkDep, request: Request, response: Response
 ) -> ChatResponse | ExecutionPlan:
     """Route a message to the agents; `execution_mode=plan` returns an execution plan."""
@@ -40,7 +49,10 @@ async def chat(
 @router.websocket("/chat/stream")
 @gateway_policy(unit_of_work=True)
 async def chat_stream(websocket: WebSocket) -> None:
-    """`?token=` (an access token) is read by the gateway, like the Authorization header."""
+    """`?token=` (an access token) is read by the gateway, like the Authorization header.
+
+    The protocol is the AsyncAPI document at /asyncapi.json (`app/chat/asyncapi.py`).
+    """
     state = websocket.app.state
     session = service.ChatStreamSession(
         websocket,
@@ -52,7 +64,13 @@ async def chat_stream(websocket: WebSocket) -> None:
     await session.run()
 
 
-@router.get("/plans/playbook", tags=["plans"], response_model=list[Playbook])
+@router.get(
+    "/plans/playbook",
+    tags=["plans"],
+    response_model=list[Playbook],
+    summary="List the built-in playbooks",
+    openapi_extra=no_credentials(),
+)
 async def list_playbooks(request: Request) -> list[Playbook]:
     """The built-in playbooks (template ids only)."""
     return request.app.state.chat_plans.list_playbooks()
@@ -62,21 +80,34 @@ async def list_playbooks(request: Request) -> list[Playbook]:
     "/plans/playbook/{playbook_id}",
     tags=["plans"],
     response_model=Playbook,
+    summary="Get a playbook",
     responses=error_responses(404),
+    openapi_extra=no_credentials(),
 )
 async def get_playbook(playbook_id: str, request: Request) -> Playbook:
     """One playbook by id."""
     return request.app.state.chat_plans.get_playbook(playbook_id)
 
 
-@router.get("/agents", tags=["agents"], response_model=list[AgentInfo])
+@router.get(
+    "/agents",
+    tags=["agents"],
+    response_model=list[AgentInfo],
+    summary="List the agents and their tools",
+    openapi_extra=no_credentials(),
+)
 async def list_agents(request: Request) -> list[AgentInfo]:
     """The agents with their tools (JSON input schemas), examples and tags."""
     return service.list_agent_infos(request.app.state.tiers)
 
 
 @router.get(
-    "/agents/{name}", tags=["agents"], response_model=AgentInfo, responses=error_responses(404)
+    "/agents/{name}",
+    tags=["agents"],
+    response_model=AgentInfo,
+    summary="Get an agent",
+    responses=error_responses(404),
+    openapi_extra=no_credentials(),
 )
 async def get_agent(name: str, request: Request) -> AgentInfo:
     """One agent's metadata."""

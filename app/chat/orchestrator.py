@@ -16,7 +16,14 @@ from app.chat.agents.base import message_text
 from app.chat.llm import ModelCaller
 from app.chat.plans import PlanService
 from app.chat.prompts import AGENT_RESULTS_HEADER, ROUTER_PROMPT, SYNTHESIS_PROMPT
-from app.chat.schemas import ChatRequest, ChatResponse, ExecutionPlan, HistoryMessage
+from app.chat.schemas import (
+    ChatRequest,
+    ChatResponse,
+    DoneFrame,
+    ExecutionPlan,
+    HistoryMessage,
+    TokenFrame,
+)
 from app.models import BillingTier
 
 FALLBACK_AGENT = "task_agent"
@@ -149,19 +156,16 @@ class Orchestrator:
             )
         return await self.route_pipeline(agents, request.message, request.context, request.history)
 
-    async def orchestrate_stream(self, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
-        """`{"token": …}` frames as the model produces text, then one `done` frame."""
+    async def orchestrate_stream(
+        self, request: ChatRequest
+    ) -> AsyncIterator[TokenFrame | DoneFrame]:
+        """Token frames as the model produces text, then one done frame."""
         if request.execution_mode == "plan":
             plan = await self.orchestrate(request)
             assert isinstance(plan, ExecutionPlan)
-            yield {
-                "done": True,
-                "response": "",
-                "actions": [],
-                "agent": plan.agent,
-                "demo": self.demo,
-                "plan": plan.model_dump(mode="json"),
-            }
+            yield DoneFrame(
+                done=True, response="", actions=[], agent=plan.agent, demo=self.demo, plan=plan
+            )
             return
         if self.canned:
             # The answer may still be swapped for a canned one, so it is settled before
@@ -169,8 +173,14 @@ class Orchestrator:
             result = await self.orchestrate(request)
             assert isinstance(result, ChatResponse)
             for token in _TOKEN.findall(result.response):
-                yield {"token": token}
-            yield {"done": True, **result.model_dump(mode="json")}
+                yield TokenFrame(token=token)
+            yield DoneFrame(
+                done=True,
+                response=result.response,
+                actions=result.actions,
+                agent=result.agent,
+                demo=result.demo,
+            )
             return
         agents = await self._agents_for(request)
         actions = []
@@ -184,7 +194,7 @@ class Orchestrator:
                     if isinstance(event, AgentResult):
                         text, actions = event.response, event.actions
                     else:
-                        yield {"token": event}
+                        yield TokenFrame(token=event)
         else:
             results = await self._run_pipeline(
                 agents, request.message, request.context, request.history
@@ -198,12 +208,8 @@ class Orchestrator:
                     token = message_text(chunk.content)
                     if token:
                         parts.append(token)
-                        yield {"token": token}
+                        yield TokenFrame(token=token)
             text = "".join(parts)
-        yield {
-            "done": True,
-            "response": text,
-            "actions": [a.model_dump(mode="json") for a in actions],
-            "agent": ",".join(agents),
-            "demo": self.demo,
-        }
+        yield DoneFrame(
+            done=True, response=text, actions=actions, agent=",".join(agents), demo=self.demo
+        )

@@ -148,9 +148,59 @@ class AgentInfo(BaseModel):
     tiers: list[str]
 
 
-class DoneFrame(BaseModel):
-    done: Literal[True] = True
+# --- WebSocket frames of /chat/stream (the AsyncAPI document is generated from these) --
+# The client sends one `ChatRequest` frame; the server answers with the frames below, each
+# a JSON object told apart by its first key.
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        """The frame as it is sent (a JSON text frame)."""
+        return self.model_dump(mode="json")
+
+
+class DemoModeFrame(_Frame):
+    """First, when the answer comes from the offline demo model (what `X-Demo-Mode` says
+    over REST)."""
+
+    demo: Literal[True]
+
+
+class TokenFrame(_Frame):
+    """A piece of the answer's text, as the model produces it."""
+
+    token: str
+
+
+class DoneFrame(_Frame):
+    """The last frame of an answer: the whole text, the actions for the client to apply."""
+
+    done: Literal[True]
     response: str
     actions: list[Action]
-    agent: str
-    demo: bool = False
+    agent: str = Field(description="The agent that answered; several joined by commas.")
+    demo: bool = Field(description="The answer comes from the offline demo model.")
+    plan: ExecutionPlan | None = Field(
+        default=None,
+        exclude_if=lambda plan: plan is None,
+        description="With `execution_mode: plan`: the plan (and an empty `response`).",
+    )
+
+
+class PingFrame(_Frame):
+    """Sent every `WS_PING_INTERVAL_SECONDS` while an answer is under way."""
+
+    ping: Literal[True]
+
+
+class ErrorFrame(_Frame):
+    """A refusal or failure, in the error shape of the REST API; the close code follows."""
+
+    error: str = Field(examples=["invalid_frame"])
+    message: str
+    request_id: str | None
+
+
+ServerFrame = DemoModeFrame | TokenFrame | DoneFrame | PingFrame | ErrorFrame

@@ -17,7 +17,17 @@ from app.chat.agents import ChatAgent, registry
 from app.chat.llm import DEMO_CLIENT, ModelCaller, llm_client, router_client
 from app.chat.orchestrator import Orchestrator
 from app.chat.plans import PlanService
-from app.chat.schemas import AgentInfo, ChatContext, ChatRequest, ToolInfo
+from app.chat.schemas import (
+    AgentInfo,
+    ChatContext,
+    ChatRequest,
+    DemoModeFrame,
+    DoneFrame,
+    ErrorFrame,
+    PingFrame,
+    ServerFrame,
+    ToolInfo,
+)
 from app.config import Settings
 from app.errors import AppError
 from app.kit.units import UNIT_ADMISSION
@@ -149,8 +159,8 @@ def get_agent_info(name: str, tiers: TierTable) -> AgentInfo:
 
 
 # --- WebSocket ------------------------------------------------------------------------
-def _error_frame(error: str, message: str) -> dict[str, Any]:
-    return {"error": error, "message": message, "request_id": current_request_id()}
+def _error_frame(error: str, message: str) -> ErrorFrame:
+    return ErrorFrame(error=error, message=message, request_id=current_request_id())
 
 
 class ChatStreamSession:
@@ -178,9 +188,9 @@ class ChatStreamSession:
             with suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self.ws.close(code, reason)
 
-    async def _send(self, frame: dict[str, Any]) -> None:
+    async def _send(self, frame: ServerFrame) -> None:
         async with self._send_lock:
-            await self.ws.send_json(frame)
+            await self.ws.send_json(frame.wire())
 
     def _frame_size(self, message: dict[str, Any]) -> tuple[str | bytes | None, int]:
         if message.get("text") is not None:
@@ -300,7 +310,7 @@ class ChatStreamSession:
         orchestrator = orchestrator_for(self.settings, self.tiers, self.plans, unit, canned)
         if not unit.llm.use_llm:
             # What `X-Demo-Mode: true` says over REST: the answer comes from the demo fallback.
-            await self._send({"demo": True})
+            await self._send(DemoModeFrame(demo=True))
         close_code, reason = 1000, "done"
         finished = stopped = False
         async with anyio.create_task_group() as group:
@@ -310,7 +320,7 @@ class ChatStreamSession:
                 try:
                     async with aclosing(orchestrator.orchestrate_stream(request)) as frames:
                         async for frame in frames:
-                            if frame.get("done"):
+                            if isinstance(frame, DoneFrame):
                                 # The unit is complete: its slot is free before the client
                                 # reads the last frame and perhaps reconnects at once.
                                 finished = True
@@ -329,7 +339,7 @@ class ChatStreamSession:
                 try:
                     while True:
                         await anyio.sleep(self.settings.WS_PING_INTERVAL_SECONDS)
-                        await self._send({"ping": True})
+                        await self._send(PingFrame(ping=True))
                 except (WebSocketDisconnect, OSError):
                     close_code = 0
                     group.cancel_scope.cancel()

@@ -18,7 +18,12 @@ from app.models import Tenant
 router = DomainRouter(tags=["credits"])
 
 
-@router.get("/credits", response_model=CreditsOverview, responses=error_responses(401, 422))
+@router.get(
+    "/credits",
+    response_model=CreditsOverview,
+    summary="Get the credit balance and ledger",
+    responses=error_responses(401, 422),
+)
 async def credits_overview(
     request: Request,
     tenant: CurrentTenant,
@@ -47,6 +52,7 @@ async def credits_overview(
 @router.post(
     "/admin/tenants/{tenant_id}/credits",
     response_model=CreditGrantResult,
+    summary="Grant credits to a tenant (admin)",
     responses=error_responses(401, 403, 404, 422),
 )
 async def grant_credits(

@@ -140,7 +140,15 @@ async def get_path_demo_session(
     codec: TokenCodecDep,
     credentials: TokenCredentials,
     header: HeaderSessionId,
-    session_id: Annotated[str, Path(min_length=1, max_length=64)],
+    session_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=64,
+            description="The session's id, which is its credential: no other is needed. A "
+            "session token or X-Demo-Session-Id sent along must name the same session.",
+        ),
+    ],
 ) -> DemoSession:
     claimed = claimed_session_id(codec, credentials, header)
     if claimed is not None and claimed != session_id:

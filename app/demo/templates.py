@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from app.demo.workspace import (
     CheckpointStatus,
+    PersonaProfile,
     Priority,
     ProjectStatus,
     TaskStatus,
-    UserProfile,
     Workspace,
     WorkspaceSummary,
     check_references,
@@ -97,7 +97,7 @@ class WorkspaceTemplate(_FileModel):
     account_type: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
     name: str = Field(min_length=1)
     description: str = Field(min_length=1)
-    user_profile: UserProfile
+    user_profile: PersonaProfile
     projects: tuple[TemplateProject, ...] = Field(min_length=1)
     tasks: tuple[TemplateTask, ...] = Field(min_length=1)
     checkpoints: tuple[TemplateCheckpoint, ...] = Field(min_length=1)

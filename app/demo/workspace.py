@@ -23,9 +23,17 @@ Priority = Literal["high", "medium", "low"]
 ProjectStatus = Literal["active", "archived"]
 CheckpointStatus = Literal["pending", "reached", "missed"]
 
-Identifier = Annotated[
-    str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", examples=["task_brief_review"])
-]
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+
+
+def _id(example: str) -> Any:
+    """A record id field, with an example id of its own kind."""
+    return Field(examples=[example])
+
+
+def _ref(example: str) -> Any:
+    """A reference to a project, with an example id of one."""
+    return Field(default=None, examples=[example])
 
 
 class _Entity(BaseModel):
@@ -33,14 +41,14 @@ class _Entity(BaseModel):
 
 
 class Comment(_Entity):
-    id: Identifier
+    id: Identifier = _id("comment_nw_packaging_feedback")
     author: str = Field(min_length=1, max_length=100)
     body: str = Field(min_length=1, max_length=4000)
     created_at: datetime
 
 
 class Project(_Entity):
-    id: Identifier
+    id: Identifier = _id("project_northwind_rebrand")
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     status: ProjectStatus = "active"
@@ -48,8 +56,8 @@ class Project(_Entity):
 
 
 class Task(_Entity):
-    id: Identifier
-    project_id: str | None = None
+    id: Identifier = _id("task_nw_packaging")
+    project_id: str | None = _ref("project_northwind_rebrand")
     title: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=4000)
     status: TaskStatus = "todo"
@@ -61,8 +69,8 @@ class Task(_Entity):
 
 
 class Checkpoint(_Entity):
-    id: Identifier
-    project_id: str
+    id: Identifier = _id("checkpoint_nw_logo")
+    project_id: str = Field(examples=["project_northwind_rebrand"])
     title: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=4000)
     due_date: date | None = None
@@ -72,15 +80,17 @@ class Checkpoint(_Entity):
 
 
 class Note(_Entity):
-    id: Identifier
-    project_id: str | None = None
+    id: Identifier = _id("note_nw_call")
+    project_id: str | None = _ref("project_northwind_rebrand")
     title: str = Field(min_length=1, max_length=300)
     body: str = Field(default="", max_length=20000)
     tags: list[str] = Field(default_factory=list, max_length=20)
     updated_at: datetime
 
 
-class UserProfile(_Entity):
+class PersonaProfile(_Entity):
+    """The sample workspace's owner: the persona a demo visitor plays."""
+
     name: str
     role: str
     timezone: str = "UTC"
@@ -91,7 +101,7 @@ class Workspace(_Entity):
 
     account_type: str
     name: str
-    user_profile: UserProfile
+    user_profile: PersonaProfile
     projects: list[Project]
     tasks: list[Task]
     checkpoints: list[Checkpoint]

@@ -17,16 +17,21 @@ class Health(BaseModel):
     version: str
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health, summary="Liveness check")
 @gateway_policy(rate_limited=False)
-async def health() -> Health:
+async def liveness() -> Health:
     """Liveness: the process answers."""
     return Health(status="ok", version=__version__)
 
 
-@router.get("/health/ready", response_model=Health, responses=error_responses(503))
+@router.get(
+    "/health/ready",
+    response_model=Health,
+    summary="Readiness check (the database answers)",
+    responses=error_responses(503),
+)
 @gateway_policy(rate_limited=False)
-async def ready(db: DatabaseDep) -> Health:
+async def readiness(db: DatabaseDep) -> Health:
     """Readiness: the database answers too."""
     try:
         async with db.engine.connect() as connection:

@@ -108,11 +108,12 @@ class RoutePolicies:
         state = scope.setdefault("state", {})
         policy = state.get("gateway_policy")
         if policy is None:
-            policy = self._resolve(method_of(scope), scope["path"])
+            policy = self.resolve(method_of(scope), scope["path"])
             state["gateway_policy"] = policy
         return policy
 
-    def _resolve(self, method: str, path: str) -> RoutePolicy:
+    def resolve(self, method: str, path: str) -> RoutePolicy:
+        """The policy of `method` on `path` (a request's path, or a route's path template)."""
         if not path.startswith(API_PREFIX):
             return UNGATED_POLICY
         policy = self._static.get((method, path))
@@ -122,7 +123,3 @@ class RoutePolicies:
             if method in methods and pattern.match(path):
                 return candidate
         return DEFAULT_POLICY
-
-    def exempt_paths(self) -> set[str]:
-        """Paths the rate limit does not apply to (for the OpenAPI document)."""
-        return {path for (_, path), policy in self._static.items() if not policy.rate_limited}

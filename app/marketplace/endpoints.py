@@ -29,7 +29,12 @@ admin_router = DomainRouter(prefix="/admin/plugins", tags=["marketplace admin"])
 PageQuery = Annotated[int, Query(ge=1, le=10_000, description="1-based; 20 plugins a page.")]
 
 
-@plugins_router.get("", response_model=PluginPage, responses=error_responses(401, 403, 422))
+@plugins_router.get(
+    "",
+    response_model=PluginPage,
+    summary="Browse the plugin catalog",
+    responses=error_responses(401, 403, 422),
+)
 async def catalog(
     principal: MarketplacePrincipal,
     service: MarketplaceServiceDep,
@@ -48,6 +53,7 @@ async def catalog(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=PluginWithManifest,
+    summary="Submit a plugin for review",
     responses=error_responses(401, 409, 422),
 )
 async def submit(
@@ -68,7 +74,12 @@ async def submit(
 
 
 # Declared before `/{plugin_id}`, which would otherwise capture "earnings".
-@plugins_router.get("/earnings", response_model=EarningsReport, responses=error_responses(401, 422))
+@plugins_router.get(
+    "/earnings",
+    response_model=EarningsReport,
+    summary="Get the caller's plugin earnings",
+    responses=error_responses(401, 422),
+)
 async def earnings(
     user: CurrentUser,
     service: MarketplaceServiceDep,
@@ -81,7 +92,10 @@ async def earnings(
 
 
 @plugins_router.get(
-    "/{plugin_id}", response_model=PluginDetail, responses=error_responses(401, 403, 404, 422)
+    "/{plugin_id}",
+    response_model=PluginDetail,
+    summary="Get a plugin",
+    responses=error_responses(401, 403, 404, 422),
 )
 async def detail(
     plugin_id: PluginId, principal: MarketplacePrincipal, service: MarketplaceServiceDep
@@ -93,6 +107,7 @@ async def detail(
 @plugins_router.post(
     "/{plugin_id}/install",
     response_model=InstallResult,
+    summary="Install a plugin",
     responses=error_responses(401, 403, 404, 422),
 )
 async def install(
@@ -105,6 +120,7 @@ async def install(
 @plugins_router.delete(
     "/{plugin_id}/install",
     status_code=status.HTTP_204_NO_CONTENT,
+    summary="Uninstall a plugin",
     responses=error_responses(401, 403, 404, 422),
 )
 async def uninstall(plugin_id: PluginId, user: CurrentUser, service: MarketplaceServiceDep) -> None:
@@ -116,6 +132,7 @@ async def uninstall(plugin_id: PluginId, user: CurrentUser, service: Marketplace
 @plugins_router.post(
     "/{plugin_id}/rating",
     response_model=RatingResult,
+    summary="Rate a plugin",
     responses=error_responses(401, 403, 404, 422),
 )
 async def rate(
@@ -128,7 +145,12 @@ async def rate(
     return await service.rate(plugin_id, body.rating, principal.user)
 
 
-@admin_router.get("/pending", response_model=PendingPage, responses=error_responses(401, 403))
+@admin_router.get(
+    "/pending",
+    response_model=PendingPage,
+    summary="List submissions awaiting review (admin)",
+    responses=error_responses(401, 403),
+)
 async def pending(
     admin: AdminUser, service: MarketplaceServiceDep, page: PageQuery = 1
 ) -> PendingPage:
@@ -139,6 +161,7 @@ async def pending(
 @admin_router.post(
     "/{plugin_id}/review",
     response_model=ReviewResult,
+    summary="Approve or reject a submission (admin)",
     responses=error_responses(401, 403, 404, 409, 422),
 )
 async def review(

@@ -4,6 +4,7 @@ from fastapi import Request
 
 from app.errors import error_responses
 from app.kit.byok import LLM_KEY
+from app.kit.openapi import any_caller, reads_llm_key
 from app.kit.routing import DomainRouter
 from app.kit.units import CallerIdentity
 from app.quota.schemas import QuotaStatus
@@ -12,7 +13,13 @@ from app.quota.service import QuotaService
 router = DomainRouter(prefix="/quota", tags=["quota"])
 
 
-@router.get("/status", response_model=QuotaStatus, responses=error_responses(400, 401, 429, 503))
+@router.get(
+    "/status",
+    response_model=QuotaStatus,
+    summary="Get the caller's quotas and limits",
+    responses=error_responses(400, 401, 429, 503),
+    openapi_extra={**any_caller(), **reads_llm_key()},
+)
 async def quota_status(request: Request, identity: CallerIdentity) -> QuotaStatus:
     """Limits, use and resets for whoever the caller resolves to (signed in or not)."""
     quotas: QuotaService = request.app.state.quotas
