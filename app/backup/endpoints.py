@@ -40,15 +40,6 @@ BACKUP_HEADERS = {
 }
 
 
-BACKUP_HEADERS = (
-    "Last-Modified",
-    "X-Checksum",
-    "X-Backup-Id",
-    "X-Backup-Version",
-    "X-Backup-Timestamp",
-)
-
-
 def _headers(backup: BackupMetadata) -> dict[str, str]:
     return {
         "Last-Modified": format_datetime(backup.backup_timestamp, usegmt=True),
