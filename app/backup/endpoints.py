@@ -17,12 +17,9 @@ from app.kit.timestamps import FORMATS as TIMESTAMP_FORMATS
 from app.models import BackupMetadata
 from app.storage.conditional import etag_of, none_match
 from app.storage.endpoints import (
-    CHECKSUM_OUT,
-    ETAG_OUT,
     RAW_BODY,
     IfNoneMatch,
     bytes_response,
-    header_doc,
     not_modified,
 )
 from app.storage.schemas import CHECKSUM_PATTERN
@@ -30,14 +27,14 @@ from app.storage.service import Owner
 
 router = DomainRouter(prefix="/backup", tags=["backup"])
 
-BACKUP_HEADERS = {
-    **CHECKSUM_OUT,
-    **ETAG_OUT,
-    "Last-Modified": header_doc("The backup's own timestamp (HTTP date, whole seconds)"),
-    "X-Backup-Id": header_doc("The backup's id"),
-    "X-Backup-Version": header_doc("The version the client gave at upload"),
-    "X-Backup-Timestamp": header_doc("The backup's timestamp, ISO 8601 UTC"),
-}
+BACKUP_HEADERS = (
+    "X-Checksum",
+    "ETag",
+    "Last-Modified",
+    "X-Backup-Id",
+    "X-Backup-Version",
+    "X-Backup-Timestamp",
+)
 
 
 def _headers(backup: BackupMetadata) -> dict[str, str]:

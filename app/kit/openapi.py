@@ -62,8 +62,18 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "description": "The table the record belongs to.",
         "schema": {"type": "string"},
     },
+    "ETag": {
+        "description": 'Strong entity tag: the SHA-256 of the stored bytes in quotes (`"<hex>"`); '
+        "send it back in `If-None-Match` (304 while current) or `If-Match` (412 if not).",
+        "schema": {"type": "string", "pattern": '^"[0-9a-f]{64}"$'},
+    },
+    "Content-Length": {
+        "description": "Size of the bytes, in bytes.",
+        "schema": {"type": "integer"},
+    },
     "Last-Modified": {
-        "description": "The backup's timestamp, as an HTTP date.",
+        "description": "When the record was last written, or the backup's own timestamp "
+        "(an HTTP date, whole seconds).",
         "schema": {"type": "string", "examples": ["Sat, 01 Mar 2025 09:30:00 GMT"]},
     },
     "X-Backup-Id": {"description": "The backup's id.", "schema": {"type": "string"}},

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentPrincipal
 from app.errors import ErrorBody, Unprocessable, error_responses
+from app.kit.openapi import header_refs
 from app.kit.policy import BodyKind, gateway_policy
 from app.kit.routing import DomainRouter
 from app.kit.timestamps import FORMATS as TIMESTAMP_FORMATS
@@ -45,24 +46,7 @@ RAW_BODY: dict[str, Any] = {
 }
 
 
-def header_doc(description: str, kind: str = "string") -> dict[str, Any]:
-    return {"description": description, "schema": {"type": kind}}
-
-
-CHECKSUM_OUT = {"X-Checksum": header_doc("hex SHA-256 of the stored bytes")}
-ETAG_OUT = {
-    "ETag": header_doc(
-        'Strong entity tag: the SHA-256 of the bytes in quotes (`"<hex>"`); '
-        "send it back in `If-None-Match` or `If-Match`"
-    )
-}
-RECORD_HEADERS = {
-    **CHECKSUM_OUT,
-    **ETAG_OUT,
-    "X-Table": header_doc("The record's table"),
-    "Last-Modified": header_doc("When the record was last written (HTTP date)"),
-}
-# The OpenAPI builder adds headers to these dicts in place: every route gets fresh copies.
+RECORD_HEADERS = ("X-Checksum", "ETag", "X-Table", "Last-Modified")
 
 
 def precondition_failed_response() -> dict[int | str, dict[str, Any]]:
@@ -70,28 +54,27 @@ def precondition_failed_response() -> dict[int | str, dict[str, Any]]:
         412: {
             "model": ErrorBody,
             "description": "`If-Match` names another version; `ETag` is the current one",
-            "headers": dict(ETAG_OUT),
+            "headers": header_refs("ETag"),
         }
     }
 
 
-def bytes_response(headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+def bytes_response(headers: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": "The stored (encrypted) bytes, streamed as they are stored.",
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
-            "headers": {
-                **headers,
-                "Content-Length": header_doc("Size of the bytes", "integer"),
-            },
+            "headers": header_refs(*headers, "Content-Length"),
         }
     }
 
 
-def not_modified(headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
-    return {304: {"description": "`If-None-Match` matched: no body.", "headers": dict(headers)}}
+def not_modified(headers: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
+    return {
+        304: {"description": "`If-None-Match` matched: no body.", "headers": header_refs(*headers)}
+    }
 
 
 IfNoneMatch = Annotated[
@@ -125,7 +108,7 @@ def record_headers(record: StorageRecord) -> dict[str, str]:
 
 
 def metadata_response(code: int, description: str) -> dict[int | str, dict[str, Any]]:
-    return {code: {"description": description, "headers": dict(ETAG_OUT)}}
+    return {code: {"description": description, "headers": header_refs("ETag")}}
 
 
 @router.post(
