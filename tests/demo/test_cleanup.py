@@ -22,6 +22,8 @@ from app.models import (
     Membership,
     MembershipRole,
     StorageRecord,
+    StorageSyncHead,
+    StorageTombstone,
     Tenant,
     User,
 )
@@ -56,8 +58,21 @@ async def _give_the_tenant_rows_of_every_kind(app, tenant_id: uuid.UUID, user_id
                 blob_key=f"{user_id}/tasks/x",
                 checksum="0" * 64,
                 size_bytes=1,
+                change_seq=2,
             )
         )
+        # The sync feed's rows: a deleted record's tombstone and the owner's change counter.
+        session.add(
+            StorageTombstone(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                user_id=user_id,
+                table_name="tasks",
+                change_seq=1,
+                deleted_at=now,
+            )
+        )
+        session.add(StorageSyncHead(tenant_id=tenant_id, user_id=user_id, last_seq=2))
         session.add(
             BackupMetadata(
                 tenant_id=tenant_id,
