@@ -260,13 +260,24 @@ class StreamRedactor:
         self.scan = 0  # where in `buf` the next word may start
         self.joined = False  # the last word ended a redacted run: the next may extend it
         self.glued = False  # `buf` starts inside a word already sent
+        self.redacted = False  # the last step redacted a run
 
     def feed(self, chunk: str) -> str:
+        return "".join(self.feed_frames(chunk))
+
+    def feed_frames(self, chunk: str) -> list[str]:
+        """As `feed`, with text held from earlier frames as a frame of its own, so a
+        stream keeps its pace: what was held goes out first, then this frame's text."""
         chunk = self.reasoning.feed(chunk)
         if not chunk:
-            return ""
+            return []
+        carried = len(self.buf)
         self.buf += chunk
-        return self._advance(final=False)
+        out = self._advance(final=False)
+        if carried and len(out) > carried and not self.redacted:
+            # Nothing redacted: `out` is the held text, then the start of this frame.
+            return [out[:carried], out[carried:]]
+        return [out] if out else []
 
     def flush(self) -> str:
         self.buf += self.reasoning.flush()
@@ -281,6 +292,7 @@ class StreamRedactor:
         out: list[str] = []
         cut = 0  # `buf` before this is decided (sent or redacted)
         partial: re.Match[str] | None = None
+        self.redacted = False
         for match in _WORD.finditer(buf, self.scan):
             start, end = match.span()
             if end == len(buf) and not final:
@@ -298,7 +310,7 @@ class StreamRedactor:
                     out.append(buf[cut:first])
                     out.append(REDACTED)
                     self.on_redact(SERVER_TEXT)
-                cut, self.joined = end, True
+                cut, self.joined, self.redacted = end, True, True
                 self.words.clear()
             else:
                 self.joined = False

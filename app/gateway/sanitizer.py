@@ -125,8 +125,7 @@ class _WebSocketSanitizer:
         except ValueError:
             frame = None
         if isinstance(frame, dict) and isinstance(frame.get("token"), str) and len(frame) <= 2:
-            safe = self.stream.feed(frame["token"])
-            if safe:
+            for safe in self.stream.feed_frames(frame["token"]):
                 await self._emit({**frame, "token": safe})
             return
         if frame is not None and not _has_text(frame):

@@ -257,3 +257,11 @@ def test_redactions_are_logged_with_the_request_id(caplog):
     assert record.levelno == logging.WARNING
     assert record.category == SERVER_TEXT
     assert record.request_id == "rid-sanitize"
+
+
+def test_held_words_keep_their_own_frame(redactor):
+    """A held word goes out as the frame it came in, so a stream keeps its pace."""
+    stream = redactor.stream()
+    frames = [stream.feed_frames(t) for t in ("Created ", "note ", "“Retro” ", "for ", "you.")]
+    assert frames == [["Created "], [], ["note ", "“Retro” "], [], ["for "]]
+    assert stream.flush() == "you."  # "you" may begin a run ("You are …"): held to the end
