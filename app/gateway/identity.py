@@ -168,9 +168,9 @@ class IdentityResolver:
         token = _bearer(scope, headers)
         if token is not None:
             return await self._from_token(token, ip)
-        demo_id = headers.get(DEMO_HEADER)
-        if demo_id is not None:
-            return await self._from_demo_session(demo_id.decode("latin-1").strip(), ip)
+        demo_id = headers.get(DEMO_HEADER, b"").strip()
+        if demo_id:  # an empty header is no credential
+            return await self._from_demo_session(demo_id.decode("latin-1"), ip)
         path_id = session_in_path(scope["path"])
         if path_id is not None:
             try:

@@ -128,6 +128,11 @@ async def test_demo_credentials_of_sessions_gone_are_401(client, app):
     assert await counted(app) == before
 
 
+async def test_an_empty_session_header_is_no_credential(client):
+    response = await client.get(QUOTA, headers={"X-Demo-Session-Id": ""})
+    assert response.status_code == 200 and response.json()["identity"] == "anonymous"
+
+
 async def test_a_bad_bearer_is_not_excused_by_a_good_session_header(client):
     session = await start_session(client)
     response = await client.get(
