@@ -19,7 +19,7 @@ from app.billing.dependencies import billing_lifespan
 from app.billing.endpoints import router as billing_router
 from app.billing.tiers import TierTable
 from app.chat.endpoints import router as chat_router
-from app.chat.prompts import prompt_fingerprints
+from app.chat.server_text import server_texts
 from app.chat.service import chat_lifespan
 from app.config import Settings
 from app.credits.endpoints import router as credits_router
@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.trusted_proxies = parse_trusted_proxies(settings.TRUSTED_PROXIES)
     # Each route declares its gateway policy; read off the routers as they are included.
     policies = app.state.route_policies = RoutePolicies()
-    app.state.redactor = Redactor.build(prompt_fingerprints())
+    app.state.redactor = Redactor.build(server_texts())
 
     install_error_handlers(app)
     install_openapi(app)

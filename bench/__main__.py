@@ -18,6 +18,7 @@ SUITE = [
     ("Admission and release on PostgreSQL, one worker", ["bench.admission"]),
     ("Credit reservation and settlement", ["bench.credits"]),
     ("Offline demo chat with and without the gateway", ["bench.chat_path"]),
+    ("Sanitizer cost per token frame, leak and benign corpora", ["bench.sanitizer"]),
     ("WebSocket time to first token vs the upstream directly, SQLite", ["bench.ws_ttft"]),
     (
         "WebSocket time to first token vs the upstream directly, PostgreSQL",

@@ -4,8 +4,8 @@ A demo session is held by whoever has its session token (`Authorization:
 Bearer <session_token>`, a JWT of type `demo`) or its id (`X-Demo-Session-Id`).
 
 - `CurrentDemoSession`: the live session named by those credentials (401 without
-  valid ones, 410 once the session expired or was ended). Other domains (chat)
-  use it to act inside a session.
+  valid ones, also once the session expired or was ended: the gateway answers so
+  before the route runs). Other domains (chat) use it to act inside a session.
 - `PathDemoSession`: the live session named in the URL. The id in the path is
   itself the credential, the same secret the header carries; a token or header
   sent along must name the same session (403 otherwise), so one session's
@@ -28,7 +28,7 @@ from app.demo.examples import DemoExampleService
 from app.demo.limits import SessionCreationLimit
 from app.demo.service import DemoService, ensure_live
 from app.demo.templates import TemplateCatalog
-from app.errors import Forbidden, NotFound, Unauthorized
+from app.errors import Forbidden, Gone, NotFound, Unauthorized
 from app.kit.deps import ClientIPDep, SettingsDep
 from app.models import DemoSession
 
@@ -132,7 +132,12 @@ async def get_current_demo_session(
     row = await _load(session, session_id)
     if row is None:
         raise Unauthorized("Unknown demo session.", error="invalid_demo_session")
-    return ensure_live(row)
+    try:
+        return ensure_live(row)
+    except Gone as gone:
+        # A credential that no longer holds is a 401, as the gateway answers it; this
+        # is only reached when the session ends while the request is under way.
+        raise Unauthorized(gone.message, error=gone.error) from None
 
 
 async def get_path_demo_session(

@@ -1,4 +1,4 @@
-"""How logs name a demo session: a short hash, never the id (the id is a bearer credential)."""
+"""How logs and stores name a demo session: a short hash, never the id (a bearer credential)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ _SESSION_IN_PATH = re.compile(r"(/demo/sessions/)(?!current(?:/|$))([^/]+)")
 def session_ref(session_id: str) -> str:
     """A stable, non-reversible name for a session in logs (`ds_` + 12 hex digits)."""
     return "ds_" + hashlib.sha256(session_id.encode()).hexdigest()[:12]
+
+
+def session_in_path(path: str) -> str | None:
+    """The demo session id a `/demo/sessions/{id}[/...]` path names, if any."""
+    match = _SESSION_IN_PATH.search(path)
+    return match.group(2) if match else None
 
 
 def redact_session_path(path: str) -> str:

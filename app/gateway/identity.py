@@ -1,10 +1,19 @@
 """Who is calling, as SPEC §3.1 orders it, shared by the rate limiter and the quota gate.
 
 1. a valid access JWT (`Authorization: Bearer`, or `?token=` on the WebSocket) → user + tenant;
-2. a demo session (`X-Demo-Session-Id`, or a demo session token) → that demo tenant;
+2. a demo session (`X-Demo-Session-Id`, or a demo session token in the places an access
+   token goes: browsers cannot set a header on a WebSocket, so `?token=` takes it too;
+   or the session id in a `/demo/sessions/{id}` path) → that demo tenant;
 3. the `demo_session_id` cookie → an anonymous visitor;
 4. a browser fingerprint: SHA-256 over User-Agent, client IP, Accept-Language and a
    server-side salt (the inputs are never stored).
+
+A credential that was presented decides: if it does not hold (a bad signature, an
+expired or revoked token, an unknown, expired or ended demo session) the caller is
+not anonymous but refused — `credential_refusal()`, a 401 (close 1008 on the
+WebSocket) answered by the gateway on every route it limits. Only a request that
+presents no credential is anonymous. A session id in the path is the route's own
+business (404/410 for a session gone), not a credential of the caller's.
 
 The first anonymous response sets the cookie to the visitor's id, so a visitor
 keeps one identity (and one quota) from the first request on.
@@ -25,6 +34,8 @@ from app.auth.access import AccessLookup, AccessSource, authorize
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
 from app.db import Database, read_once_retried
+from app.demo.session_ref import session_in_path
+from app.errors import Unauthorized
 from app.kit.client_ip import Network, client_ip
 from app.models import DemoSession, DemoSessionStatus
 from app.work import Identity, IdentityKind
@@ -35,11 +46,25 @@ _VISITOR_ID = re.compile(r"^[0-9a-f]{32,64}$")
 # Demo session ids are URL-safe tokens; anything else cannot be one, and is not looked up.
 _DEMO_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-_ACTIVE_DEMO_TENANT = select(DemoSession.tenant_id).where(
-    DemoSession.id == bindparam("session_id"),
-    DemoSession.status == DemoSessionStatus.ACTIVE,
-    DemoSession.expires_at > bindparam("now"),
+_DEMO_SESSION = select(DemoSession.tenant_id, DemoSession.status, DemoSession.expires_at).where(
+    DemoSession.id == bindparam("session_id")
 )
+# Where a refused identity keeps why it was refused (`Identity.extra`).
+_REFUSAL = "credential_refusal"
+_NEW_SESSION = "Start a new one with POST /api/v1/demo/sessions."
+
+
+class _Refused(Exception):
+    """A presented credential that does not hold; carries the 401 to answer with."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+_BAD_TOKEN = ("invalid_token", "Invalid or expired access token.")
+_UNKNOWN_SESSION = ("invalid_demo_session", "Unknown demo session.")
 
 
 _COOKIE_KEY = COOKIE_NAME.encode()
@@ -117,33 +142,44 @@ class IdentityResolver:
     async def resolve(self, scope: dict[str, Any]) -> Identity:
         headers = _headers(scope)
         ip = client_ip(scope, self.trusted)
-        token = _bearer(scope, headers)
-        invalid = False
-        if token is not None:
-            identity = await self._from_token(token, ip)
-            if identity is not None:
-                return identity
-            invalid = True
-        demo_id = headers.get(DEMO_HEADER)
-        if demo_id:
-            identity = await self._from_demo_session(demo_id.decode("latin-1"), ip)
-            if identity is not None:
-                return identity
-            invalid = True
+        try:
+            identity = await self._from_credentials(scope, headers, ip)
+        except _Refused as refused:
+            return Identity(
+                IdentityKind.ANONYMOUS,
+                "invalid",
+                ip,
+                invalid_credentials=True,
+                extra={_REFUSAL: (refused.error, refused.message)},
+            )
+        if identity is not None:
+            return identity
         visitor = _cookie(headers)
         new_cookie = None
         if visitor is None:
             visitor = fingerprint(headers, ip, self.settings.FINGERPRINT_SALT)
             new_cookie = visitor
-        return Identity(
-            IdentityKind.ANONYMOUS,
-            f"anon:{visitor}",
-            ip,
-            invalid_credentials=invalid,
-            new_cookie=new_cookie,
-        )
+        return Identity(IdentityKind.ANONYMOUS, f"anon:{visitor}", ip, new_cookie=new_cookie)
 
-    async def _from_token(self, token: str, ip: str) -> Identity | None:
+    async def _from_credentials(
+        self, scope: dict[str, Any], headers: dict[bytes, bytes], ip: str
+    ) -> Identity | None:
+        """The caller a presented credential names; None when none was presented."""
+        token = _bearer(scope, headers)
+        if token is not None:
+            return await self._from_token(token, ip)
+        demo_id = headers.get(DEMO_HEADER, b"").strip()
+        if demo_id:  # an empty header is no credential
+            return await self._from_demo_session(demo_id.decode("latin-1"), ip)
+        path_id = session_in_path(scope["path"])
+        if path_id is not None:
+            try:
+                return await self._from_demo_session(path_id, ip)
+            except _Refused:
+                return None  # the route answers for a session gone (404 / 410)
+        return None
+
+    async def _from_token(self, token: str, ip: str) -> Identity:
         try:
             claims = self.codec.decode(token, "access")
         except InvalidToken:
@@ -153,7 +189,7 @@ class IdentityResolver:
         # invalid (401 / 1008): neither the user nor a fresh anonymous quota.
         access = await authorize(self.access, claims)
         if access is None:
-            return None
+            raise _Refused(*_BAD_TOKEN)
         return Identity(
             IdentityKind.USER,
             f"user:{access.user_id}",
@@ -164,21 +200,27 @@ class IdentityResolver:
             tenant_id=access.tenant_id,
         )
 
-    async def _from_demo_token(self, token: str, ip: str) -> Identity | None:
+    async def _from_demo_token(self, token: str, ip: str) -> Identity:
         try:
             claims = self.codec.decode(token, "demo")
         except InvalidToken:
-            return None
+            raise _Refused(*_BAD_TOKEN) from None
         return await self._from_demo_session(str(claims.get("sub", "")), ip)
 
-    async def _from_demo_session(self, session_id: str, ip: str) -> Identity | None:
+    async def _from_demo_session(self, session_id: str, ip: str) -> Identity:
         if not _DEMO_SESSION_ID.match(session_id):
-            return None
-        params = {"session_id": session_id, "now": datetime.now(UTC)}
-        row = await read_once_retried(self.db.engine, _ACTIVE_DEMO_TENANT, params)
+            raise _Refused(*_UNKNOWN_SESSION)
+        now = datetime.now(UTC)
+        row = await read_once_retried(self.db.engine, _DEMO_SESSION, {"session_id": session_id})
         if row is None:
-            return None
-        tenant_id = row[0]
+            raise _Refused(*_UNKNOWN_SESSION)
+        tenant_id, status, expires_at = row
+        if status == DemoSessionStatus.DELETED:
+            raise _Refused("session_ended", f"This demo session was ended. {_NEW_SESSION}")
+        if expires_at.tzinfo is None:  # SQLite hands back naive UTC
+            expires_at = expires_at.replace(tzinfo=UTC)
+        if status != DemoSessionStatus.ACTIVE or expires_at <= now:
+            raise _Refused("session_expired", f"This demo session has expired. {_NEW_SESSION}")
         return Identity(
             IdentityKind.DEMO,
             f"demo:{session_id}",
@@ -186,6 +228,12 @@ class IdentityResolver:
             tenant_id=tenant_id,
             demo_session_id=session_id,
         )
+
+
+def credential_refusal(identity: Identity) -> Unauthorized:
+    """The 401 for an identity whose presented credential did not hold."""
+    error, message = identity.extra.get(_REFUSAL, _BAD_TOKEN)
+    return Unauthorized(message, error=error)
 
 
 def set_cookie_header(value: str, *, secure: bool, max_age_days: int) -> tuple[bytes, bytes]:

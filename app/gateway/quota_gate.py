@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.demo.restrictions import demo_restriction, restriction_error
 from app.errors import AppError, TooManyRequests
+from app.gateway.identity import credential_refusal
 from app.gateway.responses import refuse
 from app.gateway.services import Gateway, gateway_of, identity_of
 from app.kit.byok import LLM_KEY
@@ -103,13 +104,16 @@ class QuotaGateMiddleware:
             await self.app(scope, receive, send)
             return
         identity = await identity_of(scope)
+        if identity.invalid_credentials:
+            # The rate limiter in front refuses these already; never admit one as anonymous.
+            await refuse(scope, receive, send, credential_refusal(identity))
+            return
         if identity.kind is IdentityKind.DEMO:
             operation = demo_restriction(method_of(scope), scope["path"])
             if operation is not None:
                 await refuse(scope, receive, send, restriction_error(operation))
                 return
-        if not policy.unit_of_work or identity.invalid_credentials:
-            # Not a unit of work, or a bad credential the route itself will refuse.
+        if not policy.unit_of_work:
             await self.app(scope, receive, send)
             return
 

@@ -1,5 +1,13 @@
 """Tier rate limit: a moving 60-second window per identity, sized by the live tier.
 
+Windows: a user's own; a demo session's own (keyed by a hash of the session id, so
+the store never holds the credential), sized by the tier demo sessions count as
+(free, from the tier table); anonymous callers share one window per address. A
+request whose credential does not hold is counted in its address's anonymous
+window — never in the window of the user or session it names, which a holder of a
+stale or stolen token could otherwise drain — and refused with 401 (close 1008
+on the WebSocket) on every limited route, before any route or the quota gate.
+
 Pure ASGI; HTTP and WebSocket alike. Every limited response carries
 `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a refusal is a
 429 with `Retry-After`. The window store is memory (one process) or Redis
@@ -15,13 +23,15 @@ from functools import lru_cache
 from limits import RateLimitItemPerMinute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.demo.session_ref import session_ref
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.gateway.identity import set_cookie_header
+from app.gateway.identity import credential_refusal, set_cookie_header
 from app.gateway.responses import refuse
 from app.gateway.services import gateway_of, identity_of
 from app.kit.policy import RoutePolicies
 from app.kit.ratelimit import WINDOW_STORE_ERRORS
 from app.kit.sql import STORE_ERRORS
+from app.work import Identity, IdentityKind
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,15 @@ log = logging.getLogger(__name__)
 def _per_minute(amount: int) -> RateLimitItemPerMinute:
     """One limit item per rate (a handful: tiers × team sizes), not one per request."""
     return RateLimitItemPerMinute(amount)
+
+
+def window_key(identity: Identity) -> str:
+    """The moving window an identity's requests count in."""
+    if identity.kind is IdentityKind.USER:
+        return identity.subject
+    if identity.kind is IdentityKind.DEMO and identity.demo_session_id is not None:
+        return f"demo:{session_ref(identity.demo_session_id)}"
+    return f"ip:{identity.ip}"  # anonymous visitors, and credentials that did not hold
 
 
 class TierRateLimitMiddleware:
@@ -59,7 +78,7 @@ class TierRateLimitMiddleware:
         amount = gateway.tiers.rate_per_minute(identity.tier, identity.seats)
         headers: list[tuple[str, str]] = []
         try:
-            result = await gateway.window.hit(_per_minute(amount), "tier", identity.rate_key)
+            result = await gateway.window.hit(_per_minute(amount), "tier", window_key(identity))
         except WINDOW_STORE_ERRORS as exc:
             log.warning("rate limit store unavailable", exc_info=exc)
             if not gateway.settings.RATE_LIMIT_FAIL_OPEN:
@@ -93,6 +112,10 @@ class TierRateLimitMiddleware:
                     headers,
                 )
                 return
+
+        if identity.invalid_credentials:
+            await refuse(scope, receive, send, credential_refusal(identity), headers)
+            return
 
         cookie = None
         if identity.new_cookie is not None:

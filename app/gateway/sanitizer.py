@@ -1,10 +1,16 @@
-"""Sanitizer: keeps prompt material out of chat responses and WebSocket frames.
+"""Sanitizer: keeps server prompt material out of chat responses and WebSocket frames.
 
 JSON bodies of routes declared `sanitized` (`POST /chat`) are decoded and
-every string value redacted (so the JSON stays valid). WebSocket text frames are redacted too; token
-frames (`{"token": …}`) go through one stream redactor per connection, so a
-fragment split across frames is caught. Other responses — storage and backup
-bytes included — pass through untouched after one policy lookup.
+every string value redacted (so the JSON stays valid). WebSocket text frames are
+redacted too; token frames (`{"token": …}`) go through one stream redactor per
+connection, so a run split across frames is caught. What is redacted and how:
+`app/gateway/redaction.py`.
+
+The request's own text — the JSON body, the socket's first frame — is kept as it
+passes (a reference, not a copy) and read only if an answer holds a run of server
+text or a reasoning tag: what the caller sent comes back untouched. Other
+responses — storage and backup bytes included — pass through untouched after one
+policy lookup.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.gateway.redaction import Redactor, StreamRedactor
+from app.gateway.redaction import Redactor, RequestText, StreamRedactor
 from app.kit.policy import RoutePolicies
 
 
@@ -27,17 +33,29 @@ class SanitizerMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             redactor: Redactor = scope["app"].state.redactor
-            await self.app(scope, receive, _WebSocketSanitizer(redactor, send).send)
+            sanitizer = _WebSocketSanitizer(redactor, send)
+            await self.app(scope, sanitizer.receive(receive), sanitizer.send)
         elif scope["type"] == "http" and self.policies.of(scope).sanitized:
             redactor = scope["app"].state.redactor
-            await self.app(scope, receive, _JSONBodySanitizer(redactor, send).send)
+            body: list[bytes] = []
+
+            async def receive_keeping_body() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    body.append(message.get("body", b""))
+                return message
+
+            request = redactor.request(lambda: b"".join(body))
+            sanitizer = _JSONBodySanitizer(redactor, request, send)
+            await self.app(scope, receive_keeping_body, sanitizer.send)
         else:
             await self.app(scope, receive, send)
 
 
 class _JSONBodySanitizer:
-    def __init__(self, redactor: Redactor, send: Send) -> None:
+    def __init__(self, redactor: Redactor, request: RequestText, send: Send) -> None:
         self.redactor = redactor
+        self.request = request
         self.downstream = send
         self.start: Message | None = None
         self.chunks: list[bytes] = []
@@ -69,8 +87,8 @@ class _JSONBodySanitizer:
         try:
             document = json.loads(body)
         except ValueError:
-            return self.redactor.redact(body.decode("utf-8", "replace")).encode()
-        cleaned = self.redactor.redact_json(document)
+            return self.redactor.redact(body.decode("utf-8", "replace"), self.request).encode()
+        cleaned = self.redactor.redact_json(document, self.request)
         if cleaned == document:
             return body
         return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")).encode()
@@ -80,7 +98,18 @@ class _WebSocketSanitizer:
     def __init__(self, redactor: Redactor, send: Send) -> None:
         self.redactor = redactor
         self.downstream = send
-        self.stream: StreamRedactor = redactor.stream()
+        self.first_frame: str | bytes | None = None  # the client's request
+        self.request = redactor.request(lambda: self.first_frame or b"")
+        self.stream: StreamRedactor = redactor.stream(self.request)
+
+    def receive(self, receive: Receive) -> Receive:
+        async def receive_keeping_request() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive" and self.first_frame is None:
+                self.first_frame = message.get("text") or message.get("bytes")
+            return message
+
+        return receive_keeping_request
 
     async def send(self, message: Message) -> None:
         if message["type"] == "websocket.send" and message.get("text") is not None:
@@ -96,8 +125,7 @@ class _WebSocketSanitizer:
         except ValueError:
             frame = None
         if isinstance(frame, dict) and isinstance(frame.get("token"), str) and len(frame) <= 2:
-            safe = self.stream.feed(frame["token"])
-            if safe:
+            for safe in self.stream.feed_frames(frame["token"]):
                 await self._emit({**frame, "token": safe})
             return
         if frame is not None and not _has_text(frame):
@@ -107,9 +135,10 @@ class _WebSocketSanitizer:
             return
         await self._flush()
         if frame is None:
-            await self.downstream({"type": "websocket.send", "text": self.redactor.redact(text)})
+            safe = self.redactor.redact(text, self.request)
+            await self.downstream({"type": "websocket.send", "text": safe})
             return
-        cleaned = self.redactor.redact_json(frame)
+        cleaned = self.redactor.redact_json(frame, self.request)
         out = text if cleaned == frame else json.dumps(cleaned, ensure_ascii=False)
         await self.downstream({"type": "websocket.send", "text": out})
 

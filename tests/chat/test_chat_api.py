@@ -103,9 +103,10 @@ async def test_websocket_streams_tokens_then_done(app: FastAPI, client) -> None:
 
 @pytest.mark.parametrize("settings_overrides", [ROOMY_QUOTAS])
 async def test_websocket_bad_token_closes_1008(app: FastAPI) -> None:
-    async with ws_client(app) as wc, aconnect_ws("/api/v1/chat/stream?token=forged", wc) as ws:
-        with pytest.raises(WebSocketDisconnect) as closed:
-            await ws.receive_json(timeout=10)
+    async with ws_client(app) as wc:
+        with pytest.raises(WebSocketDisconnect) as closed:  # the handshake is refused
+            async with aconnect_ws("/api/v1/chat/stream?token=forged", wc) as ws:
+                await ws.receive_json(timeout=10)
     assert closed.value.code == 1008
 
 

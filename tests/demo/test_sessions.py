@@ -218,9 +218,12 @@ async def test_an_expired_session_is_gone(client, app):
         assert body["error"] == "session_expired"
         assert "POST /api/v1/demo/sessions" in body["message"]
         assert body["request_id"]
+    # The path names a resource that is gone (410); a header or token presenting the
+    # session as the caller's credential is a credential that no longer holds (401).
     by_header = await client.get(f"{SESSIONS}/current", headers=header(created["session_id"]))
-    assert by_header.status_code == 410
+    assert by_header.status_code == 401
     assert by_header.json()["error"] == "session_expired"
+    assert "POST /api/v1/demo/sessions" in by_header.json()["message"]
 
 
 async def test_delete_ends_the_session_at_once(client, app):
@@ -234,7 +237,9 @@ async def test_delete_ends_the_session_at_once(client, app):
     assert again.status_code == 410
     assert again.json()["error"] == "session_ended"
     token = {"Authorization": f"Bearer {created['session_token']}"}
-    assert (await client.get(f"{SESSIONS}/current", headers=token)).status_code == 410
+    current = await client.get(f"{SESSIONS}/current", headers=token)
+    assert current.status_code == 401
+    assert current.json()["error"] == "session_ended"
     assert (await client.delete(path)).status_code == 410
 
 

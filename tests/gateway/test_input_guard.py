@@ -181,4 +181,4 @@ async def test_a_demo_session_header_no_session_could_have_is_refused_as_invalid
             headers={"X-Demo-Session-Id": bogus.encode("latin-1", "replace")},
         )
         assert response.status_code == 401, response.text
-        assert response.json()["error"] == "invalid_token"
+        assert response.json()["error"] == "invalid_demo_session"
