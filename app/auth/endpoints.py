@@ -10,7 +10,7 @@ from app.auth.dependencies import (
     TokenCodecDep,
 )
 from app.auth.schemas import AuthTokens, LoginRequest, RefreshRequest, RegisterRequest, UserProfile
-from app.auth.service import AuthService
+from app.auth.service import AuthService, ClientInfo
 from app.auth.throttle import AuthThrottle
 from app.db import SessionDep
 from app.errors import error_responses
@@ -22,9 +22,15 @@ router = DomainRouter(prefix="/auth", tags=["auth"])
 
 
 async def get_auth_service(
-    session: SessionDep, settings: SettingsDep, hasher: PasswordHasherDep, codec: TokenCodecDep
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    codec: TokenCodecDep,
+    ip: ClientIPDep,
 ) -> AuthService:
-    return AuthService(session, settings, hasher, codec)
+    client = ClientInfo.of(request.headers.get("user-agent"), ip)
+    return AuthService(session, settings, hasher, codec, client)
 
 
 async def get_throttle(request: Request) -> AuthThrottle:
@@ -74,7 +80,7 @@ async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
 
 
 @router.get("/me", response_model=UserProfile, responses=error_responses(401))
-async def me(principal: CurrentPrincipal) -> UserProfile:
+async def me(principal: CurrentPrincipal, service: AuthServiceDep) -> UserProfile:
     """The caller's profile; the tier is read live from the tenant's subscription."""
     return UserProfile(
         id=principal.user.id,
@@ -82,4 +88,5 @@ async def me(principal: CurrentPrincipal) -> UserProfile:
         tier=principal.tenant.tier,
         tenant_id=principal.tenant.id,
         is_admin=principal.user.is_admin,
+        email_verified=await service.email_verified(principal.user.id),
     )
