@@ -5,6 +5,8 @@
 - `account_tokens`: verification and password-reset tokens, as SHA-256 hashes.
 - `refresh_tokens.user_agent` / `ip_address`: the client of each token, for the
   sessions list.
+- The access lookup reads `email_verified_at`: the users trigger of migration 004
+  notifies its changes too (PostgreSQL).
 
 Revision ID: 008
 Revises: 006
@@ -20,6 +22,20 @@ revision: str = "008"
 down_revision: str | None = "006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+USERS_TRIGGER = "adiuva_access_users"
+USERS_EVENTS = "UPDATE OF id, email, is_admin, is_active, token_version{} OR DELETE"
+
+
+def _users_trigger(events: str) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(f"DROP TRIGGER {USERS_TRIGGER} ON users")
+    op.execute(
+        f"CREATE TRIGGER {USERS_TRIGGER} AFTER {events} ON users "
+        f"FOR EACH ROW EXECUTE FUNCTION {USERS_TRIGGER}()"
+    )
 
 
 def upgrade() -> None:
@@ -53,9 +69,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name="uq_account_tokens_token_hash"),
     )
     op.create_index("ix_account_tokens_user_purpose", "account_tokens", ["user_id", "purpose"])
+    _users_trigger(USERS_EVENTS.format(", email_verified_at"))
 
 
 def downgrade() -> None:
+    _users_trigger(USERS_EVENTS.format(""))
     op.drop_index("ix_account_tokens_user_purpose", table_name="account_tokens")
     op.drop_table("account_tokens")
     with op.batch_alter_table("refresh_tokens") as batch:

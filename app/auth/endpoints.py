@@ -4,10 +4,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request, status
 
+from app.auth.access import authorize
 from app.auth.dependencies import (
+    AccessLookupDep,
     CurrentPrincipal,
     PasswordHasherDep,
     TokenCodecDep,
+    access_claims,
 )
 from app.auth.schemas import AuthTokens, LoginRequest, RefreshRequest, RegisterRequest, UserProfile
 from app.auth.service import AuthService, ClientInfo
@@ -80,13 +83,19 @@ async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
 
 
 @router.get("/me", response_model=UserProfile, responses=error_responses(401))
-async def me(principal: CurrentPrincipal, service: AuthServiceDep) -> UserProfile:
+async def me(
+    principal: CurrentPrincipal,
+    lookup: AccessLookupDep,
+    claims: Annotated[dict, Depends(access_claims)],
+) -> UserProfile:
     """The caller's profile; the tier is read live from the tenant's subscription."""
+    record = await authorize(lookup, claims)
     return UserProfile(
         id=principal.user.id,
         email=principal.user.email,
         tier=principal.tenant.tier,
         tenant_id=principal.tenant.id,
         is_admin=principal.user.is_admin,
-        email_verified=await service.email_verified(principal.user.id),
+        # The caller's record as get_principal just read it (cached per worker).
+        email_verified=bool(record and record.email_verified),
     )

@@ -117,10 +117,6 @@ class AuthService:
         """Tokens of a new refresh family (after a password change, for the caller)."""
         return await self._issue(user, tenant_id, family_id=uuid.uuid4())
 
-    async def email_verified(self, user_id: uuid.UUID) -> bool:
-        user = await self.users.get(user_id)
-        return user is not None and user.email_verified_at is not None
-
     def _refresh_claims(self, refresh_token: str) -> dict:
         try:
             return self.codec.decode(refresh_token, "refresh")

@@ -13,19 +13,22 @@ from app.errors import Forbidden
 from app.models import User
 
 
-class Feature(StrEnum):
+class VerifiedFeature(StrEnum):
     CHECKOUT = "checkout"
     PLUGIN_SUBMISSION = "plugin_submission"
 
 
 FEATURE_TEXT = {
-    Feature.CHECKOUT: "buying a plan",
-    Feature.PLUGIN_SUBMISSION: "submitting a plugin",
+    VerifiedFeature.CHECKOUT: "buying a plan",
+    VerifiedFeature.PLUGIN_SUBMISSION: "submitting a plugin",
 }
 
 
 async def require_verified_email(
-    session: AsyncSession, required_for: Collection[str], user_id: uuid.UUID, feature: Feature
+    session: AsyncSession,
+    required_for: Collection[str],
+    user_id: uuid.UUID,
+    feature: VerifiedFeature,
 ) -> None:
     """403 `email_unverified` when `feature` needs a verified address the user lacks."""
     if feature.value not in required_for:
