@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.account.endpoints import router as account_router
 from app.auth.abuse import account_throttles_lifespan
 from app.auth.account_endpoints import router as account_auth_router
 from app.auth.endpoints import router as auth_router
@@ -104,6 +105,7 @@ ROUTERS: list[APIRouter] = [
     health_router,
     auth_router,
     account_auth_router,
+    account_router,
     quota_router,
     credits_router,
     storage_router,
