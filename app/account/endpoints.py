@@ -46,7 +46,9 @@ async def export(user: CurrentUser, service: AccountServiceDep) -> StreamingResp
 
 
 @router.delete(
-    "", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 409, 422, 429)
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 409, 422, 429, 503),
 )
 async def delete_account(
     body: DeleteAccountRequest,

@@ -41,11 +41,11 @@ from app.account.vectors import delete_user_points, user_points
 from app.auth.security import PasswordHasher
 from app.billing.stripe_client import StripeGateway
 from app.db import Database
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from app.models import MembershipRole, TenantKind
 from app.models.base import utcnow
-from app.storage.blobs import BlobStore
-from app.storage.vectors import VectorIndex
+from app.storage.blobs import BlobStore, BlobStoreError
+from app.storage.vectors import VectorIndex, VectorStoreError
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +179,18 @@ class AccountService:
         # Stripe first: if it refuses, nothing is deleted yet.
         for subscription_id in subscriptions:
             await self.stripe.cancel_subscription(subscription_id)
-        for key in keys:
-            await self.blobs.delete(key)
-        await delete_user_points(self.vectors, user_id)
-        for tenant_id in leaving:
-            await self.vectors.delete_tenant(tenant_id)
+        try:
+            for key in keys:
+                await self.blobs.delete(key)
+            await delete_user_points(self.vectors, user_id)
+            for tenant_id in leaving:
+                await self.vectors.delete_tenant(tenant_id)
+        except (BlobStoreError, VectorStoreError) as exc:
+            # The account is still whole in the database: deleting again finishes.
+            raise ServiceUnavailable(
+                "A storage backend is unavailable; the account was not deleted. Retry later.",
+                error="storage_unavailable",
+            ) from exc
         async with self.db.sessionmaker() as session, session.begin():
             await AccountRepository(session).forget_user(user_id, leaving)
         log.info(
