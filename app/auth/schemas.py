@@ -21,7 +21,7 @@ def _normalise_email(value: object) -> object:
         raise PydanticCustomError("confusable_email", str(exc)) from exc
 
 
-def _password_fits_bcrypt(value: str) -> str:
+def password_fits_bcrypt(value: str) -> str:
     # bcrypt reads only 72 bytes; refusing longer ones beats silently ignoring the rest.
     if len(value.encode()) > BCRYPT_MAX_BYTES:
         raise ValueError(f"password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
@@ -33,7 +33,7 @@ class Credentials(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
     _email = field_validator("email", mode="before")(_normalise_email)
-    _password = field_validator("password")(_password_fits_bcrypt)
+    _password = field_validator("password")(password_fits_bcrypt)
 
 
 PASSWORD_MIN_LENGTH = 8
@@ -79,7 +79,7 @@ class NewPassword(BaseModel):
         min_length=PASSWORD_MIN_LENGTH, max_length=1024, examples=["a longer passphrase"]
     )
 
-    _new_password = field_validator("new_password")(_password_fits_bcrypt)
+    _new_password = field_validator("new_password")(password_fits_bcrypt)
 
 
 class TokenBody(BaseModel):
@@ -104,6 +104,8 @@ class ResetPasswordRequest(NewPassword, TokenBody):
 
 class ChangePasswordRequest(NewPassword):
     current_password: str = Field(min_length=1, max_length=1024)
+
+    _current_password = field_validator("current_password")(password_fits_bcrypt)
 
 
 class Accepted(BaseModel):
