@@ -33,6 +33,8 @@ GENERATED_SECRETS = ("JWT_SECRET", "FINGERPRINT_SALT")
 LOCAL_SECRETS_FILE = "secrets.json"
 
 CommaList = Annotated[list[str], NoDecode]
+# What VERIFIED_EMAIL_REQUIRED_FOR may name (app/auth/verification.py enforces them).
+VERIFIABLE_FEATURES = ("checkout", "plugin_submission")
 
 # Origins of pages without one of their own (a file, a sandboxed iframe): `null`, and
 # `file://` as older Electron sent it. Allowed without credentials (app/gateway/cors.py).
@@ -96,6 +98,37 @@ class Settings(BaseSettings):
     # invalidation cannot see: another process on SQLite).
     ACCESS_CACHE_SIZE: int = Field(default=10_000, ge=0)
     ACCESS_CACHE_TTL_SECONDS: float = Field(default=300, gt=0)
+
+    # Features that need a verified address (403 `email_unverified` otherwise), from
+    # VERIFIABLE_FEATURES. Empty (the default): none; production wants both.
+    VERIFIED_EMAIL_REQUIRED_FOR: CommaList = []
+    EMAIL_VERIFY_TOKEN_MINUTES: int = Field(default=24 * 60, ge=1)
+    PASSWORD_RESET_TOKEN_MINUTES: int = Field(default=30, ge=1)
+    # Routes that send mail (verify/request, password/forgot), per client address and per
+    # email address or account; routes that accept a token or a password (verify/confirm,
+    # password/reset, password/change, account deletion), per address and per account.
+    ACCOUNT_MAIL_RATE_LIMIT_PER_IP: str = "20/hour"
+    ACCOUNT_MAIL_RATE_LIMIT_PER_ACCOUNT: str = "5/hour"
+    ACCOUNT_TOKEN_RATE_LIMIT_PER_IP: str = "30/minute"
+    ACCOUNT_TOKEN_RATE_LIMIT_PER_ACCOUNT: str = "10/minute"
+
+    # --- mail -----------------------------------------------------------------
+    # outbox: one .eml file per message under DATA_DIR/outbox (development); smtp: SMTP_*.
+    MAIL_BACKEND: Literal["outbox", "smtp"] = "outbox"
+    MAIL_FROM: str = "Adiuva <no-reply@adiuva.localhost>"
+    # Where the links in messages point (the client's verify / reset pages).
+    MAIL_LINK_BASE_URL: str = "http://localhost:5173"
+    SMTP_HOST: str = "localhost"
+    SMTP_PORT: int = 587
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_STARTTLS: bool = True
+    SMTP_TIMEOUT_SECONDS: float = 30.0
+    MAIL_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+    MAIL_FIRST_RETRY_SECONDS: float = Field(default=2.0, gt=0)
+    MAIL_QUEUE_SIZE: int = Field(default=1000, ge=1)
+    # At shutdown, how long queued messages may take to go out before they are dropped.
+    MAIL_DRAIN_SECONDS: float = Field(default=10.0, ge=0)
 
     # --- gateway: rate limit, quotas, concurrency ---------------------------
     RATE_LIMIT_STORAGE_URI: str = "memory://"
@@ -221,7 +254,12 @@ class Settings(BaseSettings):
     METRICS_TOKEN: str = ""
 
     _split = field_validator(
-        "CORS_ORIGINS", "TRUSTED_PROXIES", "ADMIN_EMAILS", "BYOK_PROVIDERS", mode="before"
+        "CORS_ORIGINS",
+        "TRUSTED_PROXIES",
+        "ADMIN_EMAILS",
+        "BYOK_PROVIDERS",
+        "VERIFIED_EMAIL_REQUIRED_FOR",
+        mode="before",
     )(_split_commas)
 
     @field_validator("CORS_ORIGINS")
@@ -259,6 +297,16 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_admins(cls, value: list[str]) -> list[str]:
         return [email.strip().lower() for email in value]
+
+    @field_validator("VERIFIED_EMAIL_REQUIRED_FOR")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(VERIFIABLE_FEATURES))
+        if unknown:
+            raise ValueError(
+                f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(VERIFIABLE_FEATURES)}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _no_published_secrets(self) -> Settings:

@@ -10,6 +10,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
+from app.account.endpoints import router as account_router
+from app.auth.abuse import account_throttles_lifespan
+from app.auth.account_endpoints import router as account_auth_router
 from app.auth.endpoints import router as auth_router
 from app.auth.invalidation import access_source
 from app.auth.security import PasswordHasher, TokenCodec
@@ -44,6 +47,7 @@ from app.kit.policy import RoutePolicies
 from app.kit.ratelimit import MovingWindow, build_storage
 from app.kit.routing import operation_id
 from app.log import configure_logging
+from app.mail.queue import mail_lifespan
 from app.maintenance import maintenance_lifespan
 from app.marketplace.endpoints import router as marketplace_router
 from app.metrics import router as metrics_router
@@ -90,6 +94,8 @@ async def core_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]
 LIFESPAN_PARTS: list[LifespanPart] = [
     shutdown_lifespan,
     core_lifespan,
+    account_throttles_lifespan,
+    mail_lifespan,
     gateway_lifespan,
     storage_lifespan,
     billing_lifespan,
@@ -101,6 +107,8 @@ LIFESPAN_PARTS: list[LifespanPart] = [
 ROUTERS: list[APIRouter] = [
     health_router,
     auth_router,
+    account_auth_router,
+    account_router,
     quota_router,
     credits_router,
     storage_router,

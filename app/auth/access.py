@@ -44,6 +44,7 @@ class AccessRecord:
     tenant_kind: TenantKind
     tier: BillingTier
     seats: int  # active members of the tenant (at least 1): they size the team limits
+    email_verified: bool = False  # the user proved the address (email verification)
 
     def admits(self, token_version: int) -> bool:
         return self.is_active and self.token_version == token_version
@@ -69,6 +70,7 @@ _ACCESS = (
         User.is_admin,
         User.is_active,
         User.token_version,
+        User.email_verified_at,
         Membership.role,
         Tenant.kind,
         Subscription.tier,
@@ -106,6 +108,7 @@ class AccessLookup:
             tenant_kind=TenantKind(row.kind),
             tier=BillingTier(row.tier) if row.tier is not None else BillingTier.FREE,
             seats=max(1, int(row.seats or 0)),
+            email_verified=row.email_verified_at is not None,
         )
 
 

@@ -44,6 +44,7 @@ class _User:
     is_active: bool
     token_version: int
     expires: float
+    email_verified: bool
     roles: dict[uuid.UUID, MembershipRole] = field(default_factory=dict)  # by tenant
 
 
@@ -110,6 +111,7 @@ class AccessCache:
                         tenant.kind,
                         tenant.tier,
                         tenant.seats,
+                        user.email_verified,
                     )
         generation = self._generation
         record = await self.source.lookup(user_id, tenant_id)
@@ -124,7 +126,12 @@ class AccessCache:
         if user is None or user.expires <= expires - self.ttl:
             # (an entry still here was read since the last change to the user: same facts)
             user = _User(
-                record.email, record.is_admin, record.is_active, record.token_version, expires
+                record.email,
+                record.is_admin,
+                record.is_active,
+                record.token_version,
+                expires,
+                record.email_verified,
             )
             self._users[record.user_id] = user
         user.roles[record.tenant_id] = record.role

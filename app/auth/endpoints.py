@@ -4,13 +4,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request, status
 
+from app.auth.access import authorize
 from app.auth.dependencies import (
+    AccessLookupDep,
     CurrentPrincipal,
     PasswordHasherDep,
     TokenCodecDep,
+    access_claims,
 )
 from app.auth.schemas import AuthTokens, LoginRequest, RefreshRequest, RegisterRequest, UserProfile
-from app.auth.service import AuthService
+from app.auth.service import AuthService, ClientInfo
 from app.auth.throttle import AuthThrottle
 from app.db import SessionDep
 from app.errors import error_responses
@@ -23,9 +26,15 @@ router = DomainRouter(prefix="/auth", tags=["auth"])
 
 
 async def get_auth_service(
-    session: SessionDep, settings: SettingsDep, hasher: PasswordHasherDep, codec: TokenCodecDep
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    codec: TokenCodecDep,
+    ip: ClientIPDep,
 ) -> AuthService:
-    return AuthService(session, settings, hasher, codec)
+    client = ClientInfo.of(request.headers.get("user-agent"), ip)
+    return AuthService(session, settings, hasher, codec, client)
 
 
 async def get_throttle(request: Request) -> AuthThrottle:
@@ -100,12 +109,19 @@ async def logout(body: RefreshRequest, service: AuthServiceDep) -> None:
     summary="Get the caller's profile",
     responses=error_responses(401),
 )
-async def me(principal: CurrentPrincipal) -> UserProfile:
+async def me(
+    principal: CurrentPrincipal,
+    lookup: AccessLookupDep,
+    claims: Annotated[dict, Depends(access_claims)],
+) -> UserProfile:
     """The caller's profile; the tier is read live from the tenant's subscription."""
+    record = await authorize(lookup, claims)
     return UserProfile(
         id=principal.user.id,
         email=principal.user.email,
         tier=principal.tenant.tier,
         tenant_id=principal.tenant.id,
         is_admin=principal.user.is_admin,
+        # The caller's record as get_principal just read it (cached per worker).
+        email_verified=bool(record and record.email_verified),
     )

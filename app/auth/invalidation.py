@@ -213,7 +213,8 @@ _NOTE = f"SELECT {_FUNCTION}"
 # app's engine, and nothing in the database file itself.
 _TRIGGERS = (
     f"""CREATE TEMP TRIGGER IF NOT EXISTS adiuva_access_users_update
-    AFTER UPDATE OF id, email, is_admin, is_active, token_version ON main.users
+    AFTER UPDATE OF id, email, is_admin, is_active, token_version, email_verified_at
+    ON main.users
     BEGIN {_NOTE}('u:' || OLD.id); {_NOTE}('u:' || NEW.id); END""",
     # Seats count active members only.
     f"""CREATE TEMP TRIGGER IF NOT EXISTS adiuva_access_users_active

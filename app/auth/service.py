@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from app.auth.security import InvalidToken, PasswordHasher, TokenCodec, hash_tok
 from app.config import Settings
 from app.errors import Conflict, Unauthorized
 from app.models import RefreshToken, User
+from app.models.auth import USER_AGENT_MAX
 from app.tenants.repository import TenantRepository
 from app.tenants.service import create_personal_workspace
 
@@ -30,6 +32,18 @@ INVALID_CREDENTIALS = "Invalid email or password."
 INVALID_REFRESH = "Invalid or expired refresh token."
 
 
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who signs in or refreshes, as the sessions list shows it."""
+
+    user_agent: str | None = None
+    ip_address: str | None = None
+
+    @classmethod
+    def of(cls, user_agent: str | None, ip_address: str | None) -> ClientInfo:
+        return cls(user_agent[:USER_AGENT_MAX] if user_agent else None, ip_address)
+
+
 class AuthService:
     def __init__(
         self,
@@ -37,8 +51,10 @@ class AuthService:
         settings: Settings,
         hasher: PasswordHasher,
         codec: TokenCodec,
+        client: ClientInfo | None = None,
     ) -> None:
         self.session = session
+        self.client = client or ClientInfo()
         self.settings = settings
         self.hasher = hasher
         self.codec = codec
@@ -97,6 +113,10 @@ class AuthService:
         await self.refresh_tokens.revoke_family(row.family_id, datetime.now(UTC))
         await self.users.bump_token_version(row.user_id)
 
+    async def new_session(self, user: User, tenant_id: uuid.UUID) -> AuthTokens:
+        """Tokens of a new refresh family (after a password change, for the caller)."""
+        return await self._issue(user, tenant_id, family_id=uuid.uuid4())
+
     def _refresh_claims(self, refresh_token: str) -> dict:
         try:
             return self.codec.decode(refresh_token, "refresh")
@@ -124,6 +144,8 @@ class AuthService:
             self.codec.access_ttl,
             tid=str(tenant_id),
             ver=user.token_version,
+            # The session (refresh family) it came from: the sessions list marks it current.
+            fam=str(family_id),
         )
         refresh = self.codec.encode(
             "refresh", str(user.id), self.codec.refresh_ttl, tid=str(tenant_id), fam=str(family_id)
@@ -135,6 +157,8 @@ class AuthService:
                 family_id=family_id,
                 token_hash=hash_token(refresh.token),
                 expires_at=refresh.expires_at,
+                user_agent=self.client.user_agent,
+                ip_address=self.client.ip_address,
             )
         )
         return AuthTokens(

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import Principal
+from app.auth.verification import VerifiedFeature, require_verified_email
 from app.billing.repository import ProcessedEventRepository, SubscriptionRepository
 from app.billing.schemas import CheckoutResponse, SubscriptionRead, WebhookAck
 from app.billing.stripe_client import InvalidWebhook, StripeGateway, WebhookNotConfigured
@@ -152,6 +153,12 @@ class BillingService:
 
     async def checkout(self, principal: Principal, tier: BillingTier) -> CheckoutResponse:
         self._require_billing_role(principal)
+        await require_verified_email(
+            self.session,
+            self.settings.VERIFIED_EMAIL_REQUIRED_FOR,
+            principal.user.id,
+            VerifiedFeature.CHECKOUT,
+        )
         tenant_id = principal.tenant.id
         row = await self.subscriptions.for_tenant(tenant_id)
         if (

@@ -8,11 +8,14 @@ from app.auth.dependencies import CurrentPrincipal, Principal
 from app.billing.dependencies import StripeDep, TiersDep
 from app.billing.tiers import Feature
 from app.db import SessionDep
+from app.kit.deps import SettingsDep
 from app.marketplace.service import MarketplaceService
 
 
-async def get_marketplace_service(session: SessionDep, stripe: StripeDep) -> MarketplaceService:
-    return MarketplaceService(session, stripe)
+async def get_marketplace_service(
+    session: SessionDep, stripe: StripeDep, settings: SettingsDep
+) -> MarketplaceService:
+    return MarketplaceService(session, stripe, settings.VERIFIED_EMAIL_REQUIRED_FOR)
 
 
 async def require_marketplace(principal: CurrentPrincipal, tiers: TiersDep) -> Principal:

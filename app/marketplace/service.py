@@ -6,12 +6,14 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import Principal
+from app.auth.verification import VerifiedFeature, require_verified_email
 from app.billing.stripe_client import StripeGateway
 from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.marketplace.checklist import run_checklist
@@ -94,7 +96,13 @@ def _pages(total: int) -> int:
 
 
 class MarketplaceService:
-    def __init__(self, session: AsyncSession, stripe: StripeGateway) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        stripe: StripeGateway,
+        verified_email_required_for: Collection[str] = (),
+    ) -> None:
+        self.verified_email_required_for = verified_email_required_for
         self.session = session
         self.stripe = stripe
         self.plugins = PluginRepository(session)
@@ -143,6 +151,12 @@ class MarketplaceService:
     # --- submission and review --------------------------------------------------------
 
     async def submit(self, manifest: dict[str, Any], author: User) -> PluginWithManifest:
+        await require_verified_email(
+            self.session,
+            self.verified_email_required_for,
+            author.id,
+            VerifiedFeature.PLUGIN_SUBMISSION,
+        )
         failures = run_checklist(manifest)
         if failures:
             raise ChecklistFailed(failures)

@@ -1,6 +1,6 @@
 """All ORM models; importing this module registers every table on `Base.metadata`."""
 
-from app.models.auth import RefreshToken
+from app.models.auth import AccountToken, AccountTokenPurpose, RefreshToken
 from app.models.base import Base
 from app.models.billing import ProcessedStripeEvent, Subscription
 from app.models.demo import DemoExample, DemoSession
@@ -35,6 +35,8 @@ from app.models.storage import (
 from app.models.tenancy import Membership, Tenant, User
 
 __all__ = [
+    "AccountToken",
+    "AccountTokenPurpose",
     "BackupMetadata",
     "Base",
     "BillingTier",

@@ -44,6 +44,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     default_tenant_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("tenants.id", ondelete="SET NULL"), nullable=True
     )
+    # When the user proved they receive mail at `email` (None: not yet).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Stripe Connect account receiving plugin revenue, when the user is a developer.
     stripe_connect_account_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 

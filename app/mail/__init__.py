@@ -1,0 +1,1 @@
+"""Outgoing mail: templates, the delivery backends (SMTP, a file outbox) and the queue."""
