@@ -47,9 +47,23 @@ def run_migrations_offline() -> None:
 
 
 def _run_sync(connection: Connection, url: str) -> None:
-    _configure(connection, url)
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode rebuilds a table by dropping it: with foreign keys enforced, the
+        # drop would cascade-delete every row that refers to it. (Outside a transaction:
+        # SQLite ignores this pragma inside one.)
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        _configure(connection, url)
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows with broken references: {broken}")
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def _run_async(url: str) -> None:

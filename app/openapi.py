@@ -98,6 +98,10 @@ def _complete(path: str, method: str, operation: dict[str, Any], policy: RoutePo
         responses.setdefault("422", _error(ERROR_RESPONSES[422]["description"]))
     if any(requirement for requirement in security):
         responses.setdefault("401", _error("Missing, invalid or expired credentials"))
+    elif limited:
+        # The gateway refuses a credential that does not hold on every route it limits,
+        # public ones too, rather than serving the caller as anonymous.
+        responses.setdefault("401", _error("A credential was sent that is invalid or expired"))
     responses.setdefault("431", _error("The request headers are over the size cap"))
     if limited:
         quota = ("X-Quota-Reset",) if policy.unit_of_work else ()

@@ -24,6 +24,8 @@ from app.models import (
     RefreshToken,
     RevenueEvent,
     StorageRecord,
+    StorageSyncHead,
+    StorageTombstone,
     StorageUsage,
     Subscription,
     Tenant,
@@ -208,6 +210,8 @@ class AccountRepository:
             (PluginInstallation, PluginInstallation.user_id),
             (PluginRating, PluginRating.user_id),
             (StorageRecord, StorageRecord.user_id),
+            (StorageTombstone, StorageTombstone.user_id),
+            (StorageSyncHead, StorageSyncHead.user_id),
             (BackupMetadata, BackupMetadata.user_id),
             (StorageUsage, StorageUsage.user_id),
             (RefreshToken, RefreshToken.user_id),
@@ -229,7 +233,14 @@ class AccountRepository:
         if not ledger:
             await session.execute(delete(Tenant).where(Tenant.id == tenant_id))
             return
-        for model in (StorageRecord, BackupMetadata, Membership, Subscription):
+        for model in (
+            StorageRecord,
+            StorageTombstone,
+            StorageSyncHead,
+            BackupMetadata,
+            Membership,
+            Subscription,
+        ):
             await session.execute(delete(model).where(model.tenant_id == tenant_id))
         await session.execute(
             update(Tenant).where(Tenant.id == tenant_id).values(name=DELETED_TENANT_NAME)

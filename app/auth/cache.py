@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from time import monotonic
 
@@ -80,6 +80,9 @@ class AccessCache:
         self._live = False
         self._generation = 0
         self._held: Counter[uuid.UUID | None] = Counter()  # None: every row
+        # PostgreSQL: a round trip on the listening connection, after which every change
+        # committed before the call has been delivered (see AccessListener.catch_up).
+        self._catch_up: Callable[[], Awaitable[None]] | None = None
 
     @property
     def live(self) -> bool:
@@ -90,35 +93,54 @@ class AccessCache:
         return len(self._users) + len(self._tenants)
 
     async def lookup(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> AccessRecord | None:
-        usable = self._live and not (
-            self._held and (None in self._held or user_id in self._held or tenant_id in self._held)
-        )
+        usable = self._usable(user_id, tenant_id)
+        if usable and self._catch_up is not None and self._cached(user_id, tenant_id):
+            # A change committed before this request (a logout answered by another
+            # worker a moment ago) may still be on its way: take it in first.
+            try:
+                await self._catch_up()
+            except Exception:
+                usable = False  # the listener is failing: read the row
+            else:
+                usable = self._usable(user_id, tenant_id)
         if usable:
-            user = self._users.get(user_id)
-            tenant = self._tenants.get(tenant_id)
-            if user is not None and tenant is not None:
-                role = user.roles.get(tenant_id)
-                now = monotonic()
-                if role is not None and user.expires > now and tenant.expires > now:
-                    return AccessRecord(
-                        user_id,
-                        tenant_id,
-                        user.email,
-                        user.is_admin,
-                        user.is_active,
-                        user.token_version,
-                        role,
-                        tenant.kind,
-                        tenant.tier,
-                        tenant.seats,
-                        user.email_verified,
-                    )
+            record = self._cached(user_id, tenant_id)
+            if record is not None:
+                return record
         generation = self._generation
         record = await self.source.lookup(user_id, tenant_id)
         # Stored only if nothing changed (or went down) while the row was being read.
         if usable and record is not None and generation == self._generation:
             self._store(record)
         return record
+
+    def _usable(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
+        return self._live and not (
+            self._held and (None in self._held or user_id in self._held or tenant_id in self._held)
+        )
+
+    def _cached(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> AccessRecord | None:
+        user = self._users.get(user_id)
+        tenant = self._tenants.get(tenant_id)
+        if user is None or tenant is None:
+            return None
+        role = user.roles.get(tenant_id)
+        now = monotonic()
+        if role is None or user.expires <= now or tenant.expires <= now:
+            return None
+        return AccessRecord(
+            user_id,
+            tenant_id,
+            user.email,
+            user.is_admin,
+            user.is_active,
+            user.token_version,
+            role,
+            tenant.kind,
+            tenant.tier,
+            tenant.seats,
+            user.email_verified,
+        )
 
     def _store(self, record: AccessRecord) -> None:
         expires = monotonic() + self.ttl
@@ -183,14 +205,20 @@ class AccessCache:
         self._held.subtract(held)
         self._held = +self._held  # drop the subjects no write holds any more
 
-    def go_live(self) -> None:
-        """Changes are delivered from now on; start from nothing."""
+    def go_live(self, catch_up: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Changes are delivered from now on; start from nothing.
+
+        `catch_up`, when given, is awaited before an entry is served: it returns once
+        every change committed before it was called has been delivered.
+        """
         self._clear()
+        self._catch_up = catch_up
         self._live = True
 
     def go_dark(self) -> None:
         """Changes may be missed from now on: forget everything and read every row."""
         self._live = False
+        self._catch_up = None
         self._clear()
 
     def _clear(self) -> None:

@@ -156,13 +156,14 @@ class AccessListener:
         connection.add_termination_listener(lambda _: lost.set())
         try:
             await connection.add_listener(CHANNEL, self._notified)
+            catch_up = CatchUp(connection)
             # LISTEN is in force: anything committed from now on is delivered.
-            self.cache.go_live()
+            self.cache.go_live(catch_up)
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), PING_INTERVAL_SECONDS)
                 except TimeoutError:
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), PING_TIMEOUT_SECONDS)
+                    await catch_up()  # the ping
         finally:
             self.cache.go_dark()
             connection.terminate()
@@ -170,6 +171,42 @@ class AccessListener:
 
     def _notified(self, _: object, __: int, ___: str, payload: str) -> None:
         self.cache.changed(payload)
+
+
+class CatchUp:
+    """A round trip on the listening connection, shared by the requests that wait for one.
+
+    The server signals every listening backend when a transaction that notified
+    commits, before that commit is acknowledged; an idle backend sends pending
+    notifications before it answers `ReadyForQuery`. So once a query sent on the
+    listening connection after a commit was acknowledged has been answered, that
+    commit's notifications have arrived, ahead of the answer, and asyncpg has
+    scheduled their callbacks first. A request of a worker that awaits this sees
+    every change committed before it arrived: a logout answered by another worker
+    ends the token here too, on the very next request.
+
+    Callers that come while a round trip is under way wait for the next one (it may
+    have been sent before their change was committed); every caller that comes
+    before that next one is sent joins it, so a busy worker makes one at a time.
+    """
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._lock = asyncio.Lock()
+        self._next: asyncio.Future[None] | None = None
+
+    async def __call__(self) -> None:
+        pending = self._next
+        if pending is None:
+            pending = self._next = asyncio.ensure_future(self._round_trip())
+            # Retrieved here too, so a failure no waiter is left to see is not reported.
+            pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.shield(pending)
+
+    async def _round_trip(self) -> None:
+        async with self._lock:
+            self._next = None  # callers from now on wait for a round trip sent after them
+            await asyncio.wait_for(self._connection.execute("SELECT 1"), PING_TIMEOUT_SECONDS)
 
 
 _WRITE = re.compile(r"^\s*(?:INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)

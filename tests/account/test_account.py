@@ -205,6 +205,7 @@ async def test_delete_leaves_nothing_but_anonymous_accounting(app, client, capsy
         "storage_records": 2,
         "backup_metadata": 1,
         "storage_usage": 2,
+        "storage_sync_heads": 1,
         "plugin_installations": 1,
         "plugin_ratings": 1,
         # The personal workspace has ledger rows: it stays as a shell, without its plan.

@@ -30,7 +30,11 @@ from tests.support.servers import BIN, ServerProcess, base_env, start_single
 from tests.support.settings import make_settings
 
 PACKAGE = "adiuva_client"
-GENERATOR_CONFIG = f"package_name_override: {PACKAGE}\npost_hooks: []\n"
+# The account export is a ZIP: the generator reads binary bodies as application/octet-stream.
+GENERATOR_CONFIG = (
+    f"package_name_override: {PACKAGE}\npost_hooks: []\n"
+    "content_type_overrides:\n  application/zip: application/octet-stream\n"
+)
 
 
 def live_document(directory: Path) -> dict[str, Any]:
