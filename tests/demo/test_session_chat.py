@@ -196,6 +196,8 @@ async def test_the_fallback_answers_from_the_stored_example_when_the_model_canno
     assert body["demo"] is True and body["agent"] == "task_agent" and body["actions"] == []
     assert body["response"] == examples["task_agent"]["canned_answer"]
     assert "Call Anna" in body["response"]
+    # Rendered from the stored example's inputs, not stored text.
+    assert "Created task “Call Anna”" in body["response"]
 
     # A message the demo model can act on still gets its own answer, marked demo.
     handled = await client.post(CHAT, json=PACKAGING, headers=headers)

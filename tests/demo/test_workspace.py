@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from app.demo.templates import load_templates
 from app.chat.schemas import Action
+from app.demo.templates import load_templates
 from app.demo.workspace import ActionError, apply_actions
 
 
