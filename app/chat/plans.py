@@ -229,4 +229,3 @@ class PlanService:
             cached = builder.build()
             self.cache.put(key, cached)
         return cached.model_copy(update={"plan_id": uuid.uuid4().hex}, deep=True)
-

@@ -174,9 +174,7 @@ async def render(row: DemoExample) -> RenderedExample | None:
     if rendered is None:
         agent = registry.get(row.agent)
         turns = await run_conversation(agent, messages, context)
-        rendered = RenderedExample(
-            row.agent, messages, context, turns, canned_answer(agent, turns)
-        )
+        rendered = RenderedExample(row.agent, messages, context, turns, canned_answer(agent, turns))
         if len(_rendered) >= _MAX_RENDERED:
             _rendered.clear()
         _rendered[key] = rendered

@@ -218,9 +218,7 @@ def apply_actions(workspace: dict[str, Any], actions: Iterable[Action]) -> dict[
         if action.type in _DEVICE_ACTIONS:
             continue
         if action.table not in _MODELS:
-            raise ActionError(
-                f"{action.type} needs a table of the workspace: {', '.join(_MODELS)}"
-            )
+            raise ActionError(f"{action.type} needs a table of the workspace: {', '.join(_MODELS)}")
         if "id" in action.data:
             raise ActionError("the record's id goes in `id`, beside `data`")
         _apply(data, action)
