@@ -8,8 +8,10 @@ hard-codes a tier.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,9 +20,21 @@ from app.errors import Forbidden
 from app.models import BillingTier
 from app.tenants.repository import TenantRepository
 
-ALL_AGENTS = frozenset({"task_agent", "project_agent", "checkpoint_agent", "note_agent"})
-FREE_AGENTS = frozenset({"task_agent", "project_agent", "note_agent"})
 TIER_ORDER = (BillingTier.FREE, BillingTier.PRO, BillingTier.POWER, BillingTier.TEAM)
+
+
+class AgentTiers(Protocol):
+    """Where agent availability comes from: each agent declares its minimum tier
+    (`app.chat.agents.registry` is the one in use)."""
+
+    def minimum_tiers(self) -> Mapping[str, BillingTier]: ...
+
+
+def _registered_agents() -> AgentTiers:
+    # The agents are declared in chat, which reads this table: imported when first used.
+    from app.chat.agents import registry
+
+    return registry
 
 
 class Feature(StrEnum):
@@ -43,7 +57,7 @@ FEATURE_NAMES = {
 @dataclass(frozen=True, slots=True)
 class TierLimits:
     tier: BillingTier
-    agents: frozenset[str]
+    agent_tiers: AgentTiers
     features: frozenset[Feature]
     batch_jobs_active: int | None  # None: unlimited
     storage_bytes: int | None
@@ -59,20 +73,31 @@ class TierLimits:
     def has(self, feature: Feature) -> bool:
         return feature in self.features
 
+    @property
+    def agents(self) -> frozenset[str]:
+        """The agents whose minimum tier is this tier or a lower one."""
+        rank = TIER_ORDER.index(self.tier)
+        return frozenset(
+            name
+            for name, minimum in self.agent_tiers.minimum_tiers().items()
+            if TIER_ORDER.index(minimum) <= rank
+        )
+
 
 def _bytes(value: int) -> int | None:
     return None if value < 0 else value
 
 
 class TierTable:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, agents: AgentTiers | None = None) -> None:
         s = settings
+        agents = _registered_agents() if agents is None else agents
         paid = frozenset({Feature.CLOUD_STORAGE, Feature.BACKUP})
         power = paid | {Feature.BATCH_BUILDER, Feature.MARKETPLACE}
         self._limits = {
             BillingTier.FREE: TierLimits(
                 BillingTier.FREE,
-                FREE_AGENTS,
+                agents,
                 frozenset(),
                 s.BATCH_JOBS_FREE,
                 _bytes(s.STORAGE_QUOTA_FREE_BYTES),
@@ -87,7 +112,7 @@ class TierTable:
             ),
             BillingTier.PRO: TierLimits(
                 BillingTier.PRO,
-                ALL_AGENTS,
+                agents,
                 paid,
                 s.BATCH_JOBS_PRO,
                 _bytes(s.STORAGE_QUOTA_PRO_BYTES),
@@ -102,7 +127,7 @@ class TierTable:
             ),
             BillingTier.POWER: TierLimits(
                 BillingTier.POWER,
-                ALL_AGENTS,
+                agents,
                 power,
                 None,
                 _bytes(s.STORAGE_QUOTA_POWER_BYTES),
@@ -117,7 +142,7 @@ class TierTable:
             ),
             BillingTier.TEAM: TierLimits(
                 BillingTier.TEAM,
-                ALL_AGENTS,
+                agents,
                 power | {Feature.SSO},
                 None,
                 _bytes(s.STORAGE_QUOTA_TEAM_BYTES),
@@ -153,10 +178,14 @@ class TierTable:
         )
 
     def require_agent(self, tier: BillingTier, agent: str) -> None:
-        if agent in self._limits[tier].agents:
+        limits = self._limits[tier]
+        if agent in limits.agents:
             return
+        needed = limits.agent_tiers.minimum_tiers().get(agent)
         raise Forbidden(
-            f"The {agent} agent needs the pro tier or higher (this workspace is on {tier}).",
+            f"The {agent} agent needs the {needed} tier or higher (this workspace is on {tier})."
+            if needed is not None
+            else f"There is no {agent} agent.",
             error="agent_not_available",
         )
 

@@ -14,8 +14,9 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -66,6 +67,45 @@ def _created(previous: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return created
 
 
+@dataclass(frozen=True)
+class DemoTurn:
+    """What the demo model knows when an agent's tools are bound: the request as read
+    from the prompt, for an agent's own planner (`ChatAgent.demo_plan`)."""
+
+    message: str
+    context: dict[str, Any]
+    previous: list[dict[str, Any]]
+    history: list[tuple[str, str]]
+    tools: frozenset[str]
+    today: dt.date
+    language: str
+
+
+class DemoPlanner(Protocol):
+    """An agent as the demo model dispatches to it (`app.chat.agents.base.ChatAgent`)."""
+
+    name: str
+    table: str
+
+    def demo_plan(self, turn: DemoTurn) -> list[ToolCall] | None: ...
+
+
+# Tool name → the agent it belongs to, rebuilt by `learn` when an agent registers.
+_PLANNERS: dict[str, DemoPlanner] = {}
+
+
+def learn(agents: Iterable[Any]) -> None:
+    """Rebuild the tool → agent dispatch, in place, from the registered agents."""
+    _PLANNERS.clear()
+    for agent in agents:
+        for tool in agent.tools:
+            _PLANNERS.setdefault(tool.name, agent)
+
+
+def _owner(tools: Iterable[str]) -> DemoPlanner | None:
+    return next((_PLANNERS[t] for t in tools if t in _PLANNERS), None)
+
+
 def plan(
     message: str,
     context: dict[str, Any],
@@ -75,23 +115,24 @@ def plan(
 ) -> list[ToolCall]:
     """Which of `tools` a capable model would call for `message`, with which arguments."""
     today = dt.date.fromisoformat(context.get("today") or dt.date.today().isoformat())
+    agent = _owner(tools)
+    if agent is not None:
+        turn = DemoTurn(
+            message, context, previous, history, frozenset(tools), today, detect_language(message)
+        )
+        calls = agent.demo_plan(turn)
+        if calls is not None:
+            return [(name, args) for name, args in calls if name in tools]
     understood = understand(
         message, today=today, context=context, history=history, created=_created(previous)
     )
     return [(i.tool, i.args) for i in understood.intents if i.tool in tools]
 
 
-_TABLE_OF_TOOLS = {
-    "create_task": "tasks",
-    "create_project": "projects",
-    "create_checkpoint": "checkpoints",
-    "create_note": "notes",
-}
-
-
 def _clarify(tools: set[str], message: str, language: str) -> str:
     """What to ask when no tool call fits: which item, or what to create."""
-    table = next((t for tool, t in _TABLE_OF_TOOLS.items() if tool in tools), None)
+    agent = _owner(sorted(tools))
+    table = agent.table if agent is not None and agent.table in lx.LABEL else None
     changes = any(
         cue.search(message)
         for cue in (lx.DELETE_CUE, lx.DONE_CUE, lx.PROGRESS_CUE, lx.TODO_CUE, lx.ARCHIVE_CUE)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from threading import Lock
 from typing import Any
 
-from app.chat.prompts import TEMPLATES
+from app.chat.prompts import AGENT_TABLES, TEMPLATES
 from app.chat.schemas import ExecutionPlan, PlanStep, Playbook
 from app.errors import NotFound
 
@@ -225,15 +225,7 @@ class PlanService:
                     depends_on=[previous] if previous else None,
                     agent=agent,
                 )
-                previous = builder.add_data_step("apply_actions", draft, table=_AGENT_TABLES[agent])
+                previous = builder.add_data_step("apply_actions", draft, table=AGENT_TABLES[agent])
             cached = builder.build()
             self.cache.put(key, cached)
         return cached.model_copy(update={"plan_id": uuid.uuid4().hex}, deep=True)
-
-
-_AGENT_TABLES = {
-    "task_agent": "tasks",
-    "project_agent": "projects",
-    "checkpoint_agent": "checkpoints",
-    "note_agent": "notes",
-}

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonSchemaValue
 
-AgentName = Literal["task_agent", "project_agent", "checkpoint_agent", "note_agent"]
+
+def _registered() -> list[str]:
+    # The agents import this module for their shapes; the registry is read when used.
+    from app.chat.agents.registry import registry
+
+    return registry.names()
+
+
+def _agent_name(value: str) -> str:
+    names = _registered()
+    if value not in names:
+        raise ValueError(f"unknown agent; one of {', '.join(names)}")
+    return value
+
+
+class _AgentNameSchema:
+    """An enum of the registered agents, read when the document is generated."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        return {"type": "string", "enum": _registered()}
+
+
+# A registered agent's name: validated against the registry, an enum in the documents.
+AgentName = Annotated[str, AfterValidator(_agent_name), _AgentNameSchema()]
 ActionType = Literal[
     "create_record", "update_record", "delete_record", "index_document", "send_notification"
 ]
@@ -91,12 +115,28 @@ class ChatRequest(BaseModel):
 
 
 class Action(BaseModel):
-    """A change for the client to apply to its local data."""
+    """A change for the client to apply to its local data.
+
+    The one shape of an action: chat answers carry it, clients apply it as it comes, and
+    a demo session's workspace takes it unchanged
+    (`POST /demo/sessions/{id}/workspace/actions`).
+    """
 
     type: ActionType
-    table: str | None = None
-    id: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    table: str | None = Field(
+        default=None,
+        description="tasks, projects, checkpoints, notes or comments (a task's comments).",
+        examples=["tasks"],
+    )
+    id: str | None = Field(
+        default=None,
+        description="The record's id; on create_record the id the new record gets.",
+        examples=["task_nw_packaging"],
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The record's fields: all of them to create, the changed ones to update.",
+    )
 
 
 class ChatResponse(BaseModel):

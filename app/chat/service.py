@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.billing.tiers import TIER_ORDER, TierTable
 from app.chat.agents import ChatAgent, registry
+from app.chat.agents.registry import playbook_template_refs
 from app.chat.llm import DEMO_CLIENT, ModelCaller, llm_client, router_client
 from app.chat.orchestrator import Orchestrator
 from app.chat.plans import PlanService
@@ -49,6 +50,8 @@ WS_REQUEST_TIMEOUT = 4408
 @asynccontextmanager
 async def chat_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     app.state.chat_plans = PlanService()
+    # The agents' declarations fit together and with the playbooks, or the server stops.
+    registry.check(playbook_template_refs(app.state.chat_plans.list_playbooks()))
     yield
 
 

@@ -3,8 +3,8 @@
 - `session_context`: inside a demo session, a chat request without a client
   `context` works on the session's own workspace, so the agents' actions name the
   template's ids (`update_record` on `task_hd_copy`, …).
-- `canned_answers`: the demo fallback's answer per agent, from the stored demo
-  examples (`POST /api/v1/demo/examples/init`).
+- `canned_answers`: the demo fallback's answer per agent, rendered by the current
+  code from the stored demo examples' inputs (`POST /api/v1/demo/examples/init`).
 
 Both read the database once, outside the request's own session: the WebSocket has
 none, and neither needs to see uncommitted work.
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from app.chat.schemas import ChatContext
 from app.db import Database
+from app.demo.examples import canned_answers as rendered_canned_answers
 from app.demo.repository import DemoExampleRepository, DemoSessionRepository
 from app.demo.session_ref import session_ref
 from app.errors import ServiceUnavailable
@@ -85,11 +86,7 @@ async def canned_answers(db: Database) -> dict[str, str]:
         # The fallback still answers, from the demo model alone.
         log.exception("could not read the demo examples")
         return {}
-    return {
-        row.agent: str(row.response["canned_answer"])
-        for row in rows
-        if isinstance(row.response, dict) and row.response.get("canned_answer")
-    }
+    return await rendered_canned_answers(rows)
 
 
 class DemoChatInputs:

@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from app.auth.dependencies import TokenCodecDep
 from app.auth.security import InvalidToken, TokenCodec
-from app.billing.dependencies import TiersDep
 from app.db import SessionDep
 from app.demo.examples import DemoExampleService
 from app.demo.limits import SessionCreationLimit
@@ -75,10 +74,8 @@ async def limit_session_creation(request: Request, ip: ClientIPDep) -> None:
 SessionCreationAllowed = Depends(limit_session_creation)
 
 
-async def get_example_service(
-    session: SessionDep, tiers: TiersDep, request: Request
-) -> DemoExampleService:
-    return DemoExampleService(session, tiers, request.app.state.chat_plans)
+async def get_example_service(session: SessionDep) -> DemoExampleService:
+    return DemoExampleService(session)
 
 
 ExampleServiceDep = Annotated[DemoExampleService, Depends(get_example_service)]

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.demo.workspace import WorkspaceAction, WorkspaceSummary
+from app.chat.schemas import Action
+from app.demo.workspace import WorkspaceSummary
 from app.models import DemoSessionStatus
 
 
@@ -77,7 +78,11 @@ class DemoSessionExtended(BaseModel):
 
 
 class WorkspaceActions(BaseModel):
-    actions: list[WorkspaceAction] = Field(min_length=1, max_length=50)
+    actions: list[Action] = Field(
+        min_length=1,
+        max_length=50,
+        description="Actions as a chat answer carries them, applied in order.",
+    )
 
 
 class DemoStats(BaseModel):

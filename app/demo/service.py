@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.security import TokenCodec
+from app.chat.schemas import Action
 from app.config import Settings
 from app.demo.limits import check_workspace_size
 from app.demo.repository import DemoSessionRepository
@@ -28,7 +29,6 @@ from app.demo.templates import TemplateCatalog, WorkspaceTemplate
 from app.demo.workspace import (
     ActionError,
     Workspace,
-    WorkspaceAction,
     apply_actions,
     summarize,
 )
@@ -245,7 +245,7 @@ class DemoService:
     def workspace(self, row: DemoSession) -> Workspace:
         return Workspace.model_validate(row.workspace)
 
-    async def apply(self, row: DemoSession, actions: list[WorkspaceAction]) -> Workspace:
+    async def apply(self, row: DemoSession, actions: list[Action]) -> Workspace:
         """Apply agent actions to this session's workspace copy (and only to it)."""
         await self.sessions.lock_for_write(row.id)
         row = ensure_live(await self._reload(row.id))

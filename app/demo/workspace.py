@@ -4,8 +4,9 @@ The same shapes the chat agents read from a request's `context` (task status
 todo/in_progress/done, priority high/medium/low, checkpoints tied to a
 project). A session's copy lives as JSON in `demo_sessions.workspace`; every
 change goes through `apply_actions`, which applies the agents' action
-descriptors (`create_record`, `update_record`, `delete_record`) to a copy and
-re-validates the whole workspace, so a session can never hold a dangling
+descriptors as chat answers carry them (`app.chat.schemas.Action`: the record's id
+in `id`, its fields in `data`, a task's comments in the `comments` table) to a copy
+and re-validates the whole workspace, so a session can never hold a dangling
 reference.
 """
 
@@ -17,6 +18,8 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.chat.schemas import Action
 
 TaskStatus = Literal["todo", "in_progress", "done"]
 Priority = Literal["high", "medium", "low"]
@@ -168,30 +171,23 @@ def summarize(workspace: Workspace) -> WorkspaceSummary:
 
 # --- actions -------------------------------------------------------------------
 
-Table = Literal["projects", "tasks", "checkpoints", "notes", "task_comments"]
-
 _MODELS: dict[str, type[_Entity]] = {
     "projects": Project,
     "tasks": Task,
     "checkpoints": Checkpoint,
     "notes": Note,
-    "task_comments": Comment,
+    "comments": Comment,
 }
 _ID_PREFIX = {
     "projects": "project",
     "tasks": "task",
     "checkpoints": "checkpoint",
     "notes": "note",
-    "task_comments": "comment",
+    "comments": "comment",
 }
-
-
-class WorkspaceAction(BaseModel):
-    """An agent's action descriptor, applied to the session's workspace."""
-
-    type: Literal["create_record", "update_record", "delete_record"]
-    table: Table
-    data: dict[str, Any] = Field(default_factory=dict)
+# What the client does on its own device (re-embed a note for its search, schedule a
+# reminder): nothing of the workspace changes.
+_DEVICE_ACTIONS = frozenset({"index_document", "send_notification"})
 
 
 class ActionError(ValueError):
@@ -214,11 +210,17 @@ def _errors_text(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def apply_actions(workspace: dict[str, Any], actions: Iterable[WorkspaceAction]) -> dict[str, Any]:
+def apply_actions(workspace: dict[str, Any], actions: Iterable[Action]) -> dict[str, Any]:
     """Apply actions to a copy of `workspace` (JSON form) and return the validated result."""
     current = Workspace.model_validate(workspace)
     data = current.model_dump(mode="json")  # a fresh copy: the input is never mutated
     for action in actions:
+        if action.type in _DEVICE_ACTIONS:
+            continue
+        if action.table not in _MODELS:
+            raise ActionError(f"{action.type} needs a table of the workspace: {', '.join(_MODELS)}")
+        if "id" in action.data:
+            raise ActionError("the record's id goes in `id`, beside `data`")
         _apply(data, action)
     try:
         return Workspace.model_validate(data).model_dump(mode="json")
@@ -226,16 +228,16 @@ def apply_actions(workspace: dict[str, Any], actions: Iterable[WorkspaceAction])
         raise ActionError(_errors_text(exc)) from exc
 
 
-def _apply(data: dict[str, Any], action: WorkspaceAction) -> None:
-    if action.table == "task_comments":
+def _apply(data: dict[str, Any], action: Action) -> None:
+    table = str(action.table)
+    if table == "comments":
         _apply_comment(data, action)
         return
-    records: list[dict[str, Any]] = data[action.table]
-    model = _MODELS[action.table]
+    records: list[dict[str, Any]] = data[table]
+    model = _MODELS[table]
     if action.type == "create_record":
-        fields = {**action.data}
-        fields.setdefault("id", _new_id(action.table))
-        if action.table == "notes":
+        fields = {**action.data, "id": action.id or _new_id(table)}
+        if table == "notes":
             fields.setdefault("updated_at", datetime.now(UTC).isoformat())
         try:
             record = model.model_validate(fields)
@@ -246,7 +248,7 @@ def _apply(data: dict[str, Any], action: WorkspaceAction) -> None:
     index = _find(records, action)
     if action.type == "update_record":
         merged = {**records[index], **action.data}
-        if action.table == "notes" and "updated_at" not in action.data:
+        if table == "notes" and "updated_at" not in action.data:
             merged["updated_at"] = datetime.now(UTC).isoformat()
         try:
             records[index] = model.model_validate(merged).model_dump(mode="json")
@@ -254,7 +256,7 @@ def _apply(data: dict[str, Any], action: WorkspaceAction) -> None:
             raise ActionError(_errors_text(exc)) from exc
         return
     removed = records.pop(index)
-    if action.table == "projects":
+    if table == "projects":
         # Like the project agent's delete: the project's tasks and checkpoints go with it,
         # its notes stay, detached.
         data["tasks"] = [t for t in data["tasks"] if t.get("project_id") != removed["id"]]
@@ -266,17 +268,17 @@ def _apply(data: dict[str, Any], action: WorkspaceAction) -> None:
                 note["project_id"] = None
 
 
-def _find(records: list[dict[str, Any]], action: WorkspaceAction) -> int:
-    record_id = action.data.get("id")
-    if not isinstance(record_id, str):
-        raise ActionError(f"{action.type} on {action.table} needs data.id")
+def _find(records: list[dict[str, Any]], action: Action) -> int:
+    record_id = action.id
+    if not record_id:
+        raise ActionError(f"{action.type} on {action.table} needs the record's id")
     for index, record in enumerate(records):
         if record["id"] == record_id:
             return index
     raise ActionError(f"no record {record_id!r} in {action.table}", status=404)
 
 
-def _apply_comment(data: dict[str, Any], action: WorkspaceAction) -> None:
+def _apply_comment(data: dict[str, Any], action: Action) -> None:
     if action.type == "update_record":
         raise ActionError("task comments cannot be edited; delete and add one instead")
     if action.type == "create_record":
@@ -285,7 +287,7 @@ def _apply_comment(data: dict[str, Any], action: WorkspaceAction) -> None:
         if task is None:
             raise ActionError(f"no task {task_id!r} to comment on", status=404)
         fields = {k: v for k, v in action.data.items() if k != "task_id"}
-        fields.setdefault("id", _new_id("task_comments"))
+        fields["id"] = action.id or _new_id("comments")
         fields.setdefault("author", data["user_profile"]["name"])
         fields.setdefault("created_at", datetime.now(UTC).isoformat())
         try:
@@ -294,7 +296,7 @@ def _apply_comment(data: dict[str, Any], action: WorkspaceAction) -> None:
             raise ActionError(_errors_text(exc)) from exc
         task["comments"].append(comment.model_dump(mode="json"))
         return
-    comment_id = action.data.get("id")
+    comment_id = action.id
     for task in data["tasks"]:
         for index, comment in enumerate(task["comments"]):
             if comment["id"] == comment_id:

@@ -152,7 +152,6 @@ def test_the_generated_client_walks_the_product(
         UserProfile,
         WebhookAck,
         Workspace,
-        WorkspaceAction,
         WorkspaceActions,
     )
     from adiuva_client.types import File
@@ -240,14 +239,8 @@ def test_the_generated_client_walks_the_product(
     applied = demo_apply_workspace_actions.sync(
         client=anonymous,
         session_id=session.session_id,
-        # A workspace action names its record in `data.id`; a chat action beside `data`.
-        body=WorkspaceActions(
-            actions=[
-                WorkspaceAction.from_dict(
-                    {**action.to_dict(), "data": {**action.data.to_dict(), "id": action.id}}
-                )
-            ]
-        ),
+        # The chat answer's actions, as they come.
+        body=WorkspaceActions(actions=demo_answer.actions),
     )
     assert isinstance(applied, Workspace)
     task = next(t for t in applied.tasks if t.id == "task_nw_packaging")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.demo.examples import EXAMPLE_TODAY, DemoExampleService, full_access_tier
+from app.demo.examples import EXAMPLE_TODAY, SEED_CONTEXT, DemoExampleService
 from app.models import DemoExample, QuotaCounter, QuotaKind
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -93,7 +93,7 @@ async def test_two_concurrent_inits_over_http_store_each_example_once(app):
 async def test_two_concurrent_inits_in_the_service_store_each_example_once(app):
     async def init() -> list[str]:
         async with app.state.db.sessionmaker() as session:
-            service = DemoExampleService(session, app.state.tiers, app.state.chat_plans)
+            service = DemoExampleService(session)
             result = await service.init()
             await session.commit()
             return result.created
@@ -133,7 +133,7 @@ async def test_each_example_is_a_conversation_over_the_agents_metadata_examples(
 async def test_examples_are_deterministic_up_to_minted_ids_and_timestamps(app):
     async def generate() -> dict:
         async with app.state.db.sessionmaker() as session:
-            service = DemoExampleService(session, app.state.tiers, app.state.chat_plans)
+            service = DemoExampleService(session)
             await service.init()
             examples = await service.list()
             await session.rollback()  # leave the table empty for the second run
@@ -152,6 +152,41 @@ async def test_examples_are_deterministic_up_to_minted_ids_and_timestamps(app):
     assert without_minted_ids(first) == without_minted_ids(second)
 
 
-def test_examples_run_on_a_tier_with_every_agent(app):
-    tier = full_access_tier(app.state.tiers)
-    assert set(AGENTS) <= set(app.state.tiers[tier].agents)
+async def test_rows_keep_only_the_inputs_and_answers_are_rendered_when_read(client, app):
+    assert (await client.post(INIT)).status_code == 200
+    rows = await _rows(app)
+    agents = {a["id"]: a for a in (await client.get("/api/v1/agents")).json()}
+    for name, row in rows.items():
+        assert row.request == {"messages": agents[name]["examples"], "context": SEED_CONTEXT}
+        assert row.response == {"turns": [{"message": m} for m in agents[name]["examples"]]}
+
+
+async def test_rows_stored_by_an_earlier_version_are_answered_in_the_current_wording(client, app):
+    # An earlier version stored the answers' text; what it stored is never served again.
+    stale = "Demo mode: the wording of an earlier version."
+    async with app.state.db.sessionmaker() as session, session.begin():
+        session.add(
+            DemoExample(
+                agent="task_agent",
+                request={
+                    "messages": ["Add a task to call Anna tomorrow, high priority"],
+                    "context": SEED_CONTEXT,
+                },
+                response={
+                    "turns": [
+                        {
+                            "message": "Add a task to call Anna tomorrow, high priority",
+                            "response": "Old answer.",
+                            "actions": [],
+                        }
+                    ],
+                    "canned_answer": stale,
+                    "model": "demo",
+                },
+            )
+        )
+    [example] = (await client.get("/api/v1/demo/examples")).json()
+    assert example["turns"][0]["response"].startswith("Created task “Call Anna”")
+    assert example["turns"][0]["actions"][0]["data"]["title"] == "Call Anna"
+    assert example["canned_answer"] != stale and "Call Anna" in example["canned_answer"]
+    assert "Old answer." not in example["canned_answer"]

@@ -83,7 +83,7 @@ async def test_a_workspace_holds_at_most_the_item_cap(client: httpx.AsyncClient)
 
     # Making room always works, and then the slot can be used again.
     note_id = next(n["id"] for n in (await workspace(client, sid))["notes"] if n["title"] == "a")
-    delete = {"type": "delete_record", "table": "notes", "data": {"id": note_id}}
+    delete = {"type": "delete_record", "table": "notes", "id": note_id}
     assert (await client.post(actions_url(sid), json={"actions": [delete]})).status_code == 200
     again = await client.post(actions_url(sid), json={"actions": [new_note("c")]})
     assert again.status_code == 200, again.text[:200]

@@ -50,20 +50,51 @@ async def test_chat_without_context_acts_on_the_session_workspace(client, monkey
     assert unit.demo_session_id == session["session_id"]
     assert unit.tenant_id is not None and str(unit.tenant_id) == session["virtual_tenant_id"]
 
-    # The agents' action applies to the session's workspace as it is.
-    action = body["actions"][0]
-    as_workspace_action = {
-        "type": action["type"],
-        "table": action["table"],
-        "data": {"id": action["id"], **action["data"]},
-    }
+    # The agents' actions apply to the session's workspace as they come.
     applied = await client.post(
         f"{SESSIONS}/{session['session_id']}/workspace/actions",
-        json={"actions": [as_workspace_action]},
+        json={"actions": body["actions"]},
     )
     assert applied.status_code == 200, applied.text
     task = next(t for t in applied.json()["tasks"] if t["id"] == "task_nw_packaging")
     assert task["status"] == "done"
+
+
+async def test_every_kind_of_chat_action_applies_to_the_workspace_as_it_comes(client):
+    session = await start_session(client)
+    headers = header(session["session_id"])
+    messages = [
+        "Write a note about the kickoff: we ship the beta on Friday",
+        "Add a comment to the packaging mock-ups task: the printer wants PDFs",
+        "Remind me to call the printer tomorrow, high priority",
+    ]
+    actions = []
+    for message in messages:
+        response = await client.post(CHAT, json={"message": message}, headers=headers)
+        assert response.status_code == 200, response.text
+        actions += response.json()["actions"]
+    kinds = {(a["type"], a["table"]) for a in actions}
+    assert {
+        ("create_record", "notes"),
+        ("index_document", "notes"),
+        ("create_record", "comments"),
+        ("create_record", "tasks"),
+        ("send_notification", "tasks"),
+    } <= kinds
+
+    applied = await client.post(
+        f"{SESSIONS}/{session['session_id']}/workspace/actions", json={"actions": actions}
+    )
+    assert applied.status_code == 200, applied.text
+    workspace = applied.json()
+    ids = {a["table"]: a["id"] for a in actions if a["type"] == "create_record"}
+    note = next(n for n in workspace["notes"] if n["id"] == ids["notes"])
+    assert "we ship the beta on Friday" in note["body"]
+    packaging = next(t for t in workspace["tasks"] if t["id"] == "task_nw_packaging")
+    comment = next(c for c in packaging["comments"] if c["id"] == ids["comments"])
+    assert "the printer wants PDFs" in comment["body"]
+    task = next(t for t in workspace["tasks"] if t["id"] == ids["tasks"])
+    assert task["priority"] == "high"
 
 
 async def test_the_session_token_works_as_well_as_the_header(client):
@@ -99,7 +130,8 @@ async def test_each_session_chats_over_its_own_workspace(client):
                 {
                     "type": "create_record",
                     "table": "tasks",
-                    "data": {"id": "task_call_printer", "title": "Call the printer"},
+                    "id": "task_call_printer",
+                    "data": {"title": "Call the printer"},
                 }
             ]
         },
@@ -164,6 +196,8 @@ async def test_the_fallback_answers_from_the_stored_example_when_the_model_canno
     assert body["demo"] is True and body["agent"] == "task_agent" and body["actions"] == []
     assert body["response"] == examples["task_agent"]["canned_answer"]
     assert "Call Anna" in body["response"]
+    # Rendered from the stored example's inputs, not stored text.
+    assert "Created task “Call Anna”" in body["response"]
 
     # A message the demo model can act on still gets its own answer, marked demo.
     handled = await client.post(CHAT, json=PACKAGING, headers=headers)

@@ -253,9 +253,10 @@ async def test_sessions_of_one_template_are_isolated_and_the_template_unchanged(
             {
                 "type": "update_record",
                 "table": "tasks",
-                "data": {"id": "task_nw_logo_sketches", "status": "done", "title": "Logo done"},
+                "id": "task_nw_logo_sketches",
+                "data": {"status": "done", "title": "Logo done"},
             },
-            {"type": "delete_record", "table": "notes", "data": {"id": "note_rates"}},
+            {"type": "delete_record", "table": "notes", "id": "note_rates"},
             {
                 "type": "create_record",
                 "table": "tasks",
@@ -267,7 +268,7 @@ async def test_sessions_of_one_template_are_isolated_and_the_template_unchanged(
             },
             {
                 "type": "create_record",
-                "table": "task_comments",
+                "table": "comments",
                 "data": {"task_id": "task_hd_wireframes", "body": "Sent for review"},
             },
         ]
@@ -310,14 +311,15 @@ async def test_workspace_actions_that_break_references_are_refused(client):
     response = await client.post(path, json=dangling)
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_action"
-    missing = {"actions": [{"type": "update_record", "table": "tasks", "data": {"id": "task_x"}}]}
+    missing = {"actions": [{"type": "update_record", "table": "tasks", "id": "task_x"}]}
     assert (await client.post(path, json=missing)).status_code == 404
     bad_status = {
         "actions": [
             {
                 "type": "update_record",
                 "table": "tasks",
-                "data": {"id": "task_nw_packaging", "status": "blocked"},
+                "id": "task_nw_packaging",
+                "data": {"status": "blocked"},
             }
         ]
     }
@@ -333,7 +335,7 @@ async def test_deleting_a_project_takes_its_tasks_and_checkpoints(client):
     action = {
         "type": "delete_record",
         "table": "projects",
-        "data": {"id": "project_northwind_rebrand"},
+        "id": "project_northwind_rebrand",
     }
     response = await client.post(path, json={"actions": [action]})
     assert response.status_code == 200

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,9 +22,11 @@ from langchain_core.messages import (
 )
 from pydantic import BaseModel, ValidationError
 
+from app.chat.demo_model import DemoTurn, ToolCall
 from app.chat.llm import ModelCaller, ToolSchemas
-from app.chat.prompts import AGENT_PROMPTS, CONTEXT_HEADER, PREVIOUS_RESULTS_HEADER
+from app.chat.prompts import AGENT_RULES, CONTEXT_HEADER, PREVIOUS_RESULTS_HEADER
 from app.chat.schemas import Action, ChatContext, HistoryMessage
+from app.models import BillingTier
 
 TABLES = ("tasks", "projects", "checkpoints", "notes", "comments")
 # How much of each table the prompt carries; the tools still see all of it.
@@ -61,16 +63,17 @@ class Workspace:
                     self.tables["comments"].append({**comment, "task_id": task["id"]})
 
     def items(self, table: str) -> list[dict[str, Any]]:
-        return self.tables[table]
+        # A table no client context carries (an agent's own kind of record) starts empty.
+        return self.tables.setdefault(table, [])
 
     def find(self, table: str, item_id: str) -> dict[str, Any] | None:
-        return next((i for i in self.tables[table] if i.get("id") == item_id), None)
+        return next((i for i in self.items(table) if i.get("id") == item_id), None)
 
     def apply(self, action: Action) -> None:
         """Mirror an action, so later tools (and later agents) see its effect."""
-        if action.table not in self.tables:
+        if action.table is None:
             return
-        rows = self.tables[action.table]
+        rows = self.items(action.table)
         if action.type == "create_record":
             rows.append({"id": action.id, **action.data})
         elif action.type == "update_record" and (row := self.find(action.table, action.id or "")):
@@ -166,13 +169,41 @@ def _history_messages(history: Sequence[HistoryMessage]) -> list[BaseMessage]:
 
 
 class ChatAgent(ABC):
-    """An agent: a system prompt, tools over the workspace, and the tool loop."""
+    """An agent, declared once: everything keyed by its name is derived from this class.
+
+    The registry (`app/chat/agents/registry.py`) reads these declarations to build the
+    system prompts and plan templates (`app/chat/prompts.py`), the tier availability
+    (`app/billing/tiers.py`), the `AgentName` enum, the offline model's routing nouns and
+    planner dispatch, and the demo examples; its start-up check refuses a declaration
+    that does not fit the others.
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]
     description: ClassVar[str]
+    # Sent in order as the agent's demo example conversation; also its metadata examples.
     examples: ClassVar[tuple[str, ...]]
     tags: ClassVar[tuple[str, ...]]
+    # What the agent is, for its system prompt; the rules every agent follows are added.
+    prompt: ClassVar[str]
+    # The table its records live in: a plan applies the agent's drafts to it.
+    table: ClassVar[str]
+    # Routing vocabulary: table → the English and German nouns that name its records.
+    nouns: ClassVar[Mapping[str, tuple[str, ...]]]
+    # Plan templates (server-side text, never sent): id → text. `tpl_<name>_default`
+    # drafts the changes for a message (`{message}`); playbooks may use the others.
+    templates: ClassVar[Mapping[str, str]]
+    minimum_tier: ClassVar[BillingTier] = BillingTier.FREE
+
+    @property
+    def default_template(self) -> str:
+        return f"tpl_{self.name}_default"
+
+    def demo_plan(self, turn: DemoTurn) -> list[ToolCall] | None:
+        """The offline demo model's tool calls for this agent, or None for the shared
+        language understanding (`app/chat/understanding`), which knows the built-in
+        agents' tools."""
+        return None
 
     @abstractmethod
     def get_tools(self) -> list[AgentTool]:
@@ -194,7 +225,7 @@ class ChatAgent(ABC):
 
     @property
     def system_prompt(self) -> str:
-        return AGENT_PROMPTS[self.name]
+        return f"{self.prompt} {AGENT_RULES}"
 
     def build_messages(
         self,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from app.chat.agents.base import AgentTool, ChatAgent, ToolOutcome, Workspace, new_id
 from app.chat.agents.registry import register
 from app.chat.schemas import Action
+from app.models import BillingTier
 
 Status = Literal["pending", "reached", "missed"]
 
@@ -119,6 +120,26 @@ class CheckpointAgent(ChatAgent):
         "Mark the Beta release checkpoint as reached",
     )
     tags = ("checkpoints", "milestones", "projects")
+    prompt = (
+        "You are Adiuva's checkpoint agent, managing project milestones. Every checkpoint "
+        "belongs to a project: a new one needs its project_id. A checkpoint is pending, "
+        "reached or missed, and a suggested one may await approval."
+    )
+    table = "checkpoints"
+    nouns = {
+        "checkpoints": (
+            "checkpoint", "checkpoints", "milestone", "milestones", "meilenstein",
+            "meilensteine", "meilensteins",
+        ),
+    }  # fmt: skip
+    templates = {
+        "tpl_checkpoint_agent_default": (
+            "Adiuva plan template for checkpoints: from the user's request {message!r}, list "
+            "the milestones to create or change, each with its project_id."
+        ),
+    }
+    # Milestones are a paid feature (SPEC §2: free workspaces have three agents).
+    minimum_tier = BillingTier.PRO
 
     def get_tools(self) -> list[AgentTool]:
         return [

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from app.chat.agents.base import AgentTool, ChatAgent, ToolOutcome, Workspace, new_id, now_iso
 from app.chat.agents.registry import register
 from app.chat.schemas import Action
+from app.models import BillingTier
 
 
 class ListNotesInput(BaseModel):
@@ -120,6 +121,23 @@ class NoteAgent(ChatAgent):
         "Show the kickoff note",
     )
     tags = ("notes", "markdown", "writing")
+    prompt = (
+        "You are Adiuva's note agent, managing the user's Markdown notes, optionally linked "
+        "to a project. Keep the user's wording in note bodies."
+    )
+    table = "notes"
+    nouns = {"notes": ("note", "notes", "notiz", "notizen", "memo", "memos")}
+    templates = {
+        "tpl_note_agent_default": (
+            "Adiuva plan template for notes: from the user's request {message!r}, write the "
+            "notes to create or change, in Markdown."
+        ),
+        "tpl_note_weekly_summary": (
+            "Adiuva plan template for the weekly note: summarise the tasks completed, started "
+            "and due in the week starting {week_start} as a Markdown note with headings."
+        ),
+    }
+    minimum_tier = BillingTier.FREE
 
     def get_tools(self) -> list[AgentTool]:
         return [

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from app.chat.agents.base import AgentTool, ChatAgent, ToolOutcome, Workspace, new_id
 from app.chat.agents.registry import register
 from app.chat.schemas import Action
+from app.models import BillingTier
 
 
 class NoInput(BaseModel):
@@ -133,6 +134,20 @@ class ProjectAgent(ChatAgent):
         "Archive the Garden party project",
     )
     tags = ("projects", "archive", "overview")
+    prompt = (
+        "You are Adiuva's project agent, managing the user's projects. A project has a "
+        "name, a description and a status (active, archived). Prefer archiving a project "
+        "over deleting it unless the user insists on deletion."
+    )
+    table = "projects"
+    nouns = {"projects": ("project", "projects", "projekt", "projekte", "projekts")}
+    templates = {
+        "tpl_project_agent_default": (
+            "Adiuva plan template for projects: from the user's request {message!r} and the "
+            "workspace, list the project changes to make, archiving rather than deleting."
+        ),
+    }
+    minimum_tier = BillingTier.FREE
 
     def get_tools(self) -> list[AgentTool]:
         return [

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from app.chat.agents.base import AgentTool, ChatAgent, ToolOutcome, Workspace, new_id, now_iso
 from app.chat.agents.registry import register
 from app.chat.schemas import Action
+from app.models import BillingTier
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["high", "medium", "low"]
@@ -207,6 +208,30 @@ class TaskAgent(ChatAgent):
         "Mark the call Anna task as done",
     )
     tags = ("tasks", "todo", "comments", "due dates")
+    prompt = (
+        "You are Adiuva's task agent, managing the user's tasks and task comments. "
+        "A task has a title, a status (todo, in_progress, done), a priority (high, medium, "
+        "low), an optional due date and an optional project."
+    )
+    table = "tasks"
+    nouns = {
+        "tasks": (
+            "task", "tasks", "todo", "todos", "to-do", "to-dos", "reminder", "reminders",
+            "aufgabe", "aufgaben",
+        ),
+        "comments": ("comment", "comments", "kommentar", "kommentare", "kommentiere"),
+    }  # fmt: skip
+    templates = {
+        "tpl_task_agent_default": (
+            "Adiuva plan template for tasks: from the user's request {message!r} and the "
+            "workspace, list the task changes to make as create, update or delete operations."
+        ),
+        "tpl_task_extract_from_project": (
+            "Adiuva plan template for task extraction: read the project {project_id} and its "
+            "notes and extract every actionable task, each with a title, priority and due date."
+        ),
+    }
+    minimum_tier = BillingTier.FREE
 
     def get_tools(self) -> list[AgentTool]:
         return [

@@ -7,30 +7,38 @@ words, pronouns, fillers); whatever a message has besides them names an item.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 
-# Item kinds: the nouns that name them, and the agent that owns each table.
-NOUNS: dict[str, tuple[str, ...]] = {
-    "tasks": (
-        "task", "tasks", "todo", "todos", "to-do", "to-dos", "reminder", "reminders",
-        "aufgabe", "aufgaben",
-    ),
-    "projects": ("project", "projects", "projekt", "projekte", "projekts"),
-    "checkpoints": (
-        "checkpoint", "checkpoints", "milestone", "milestones", "meilenstein",
-        "meilensteine", "meilensteins",
-    ),
-    "notes": ("note", "notes", "notiz", "notizen", "memo", "memos"),
-    "comments": ("comment", "comments", "kommentar", "kommentare", "kommentiere"),
-}  # fmt: skip
-NOUN_TABLE = {noun: table for table, nouns in NOUNS.items() for noun in nouns}
+# Item kinds the grammar below knows, in the order their nouns are looked up. The
+# nouns themselves are declared by the agents (`nouns` on each agent class) and filled
+# in by `learn` when an agent registers: table → nouns, noun → table, table → agent.
+PARSED_TABLES = ("tasks", "projects", "checkpoints", "notes", "comments")
+NOUNS: dict[str, tuple[str, ...]] = {}
+NOUN_TABLE: dict[str, str] = {}
+TABLE_AGENT: dict[str, str] = {}
 PLURAL_TASKS = frozenset({"tasks", "todos", "to-dos", "aufgaben"})
-TABLE_AGENT = {
-    "tasks": "task_agent",
-    "comments": "task_agent",
-    "projects": "project_agent",
-    "checkpoints": "checkpoint_agent",
-    "notes": "note_agent",
-}
+
+
+def learn(declared: Iterable[tuple[str, Mapping[str, Sequence[str]]]]) -> None:
+    """Rebuild the noun tables, in place, from (agent, {table: nouns}) declarations.
+
+    Only the tables the grammar knows get nouns here; an agent with a kind of record of
+    its own is routed by its nouns alone (`app.chat.demo_intent`).
+    """
+    nouns: dict[str, list[str]] = {}
+    agents: dict[str, str] = {}
+    for agent, tables in declared:
+        for table, words in tables.items():
+            agents.setdefault(table, agent)
+            nouns.setdefault(table, []).extend(w.lower() for w in words)
+    NOUNS.clear()
+    NOUNS.update({t: tuple(nouns[t]) for t in PARSED_TABLES if t in nouns})
+    NOUN_TABLE.clear()
+    NOUN_TABLE.update({noun: table for table, words in NOUNS.items() for noun in words})
+    TABLE_AGENT.clear()
+    TABLE_AGENT.update(agents)
+
+
 LABEL = {"tasks": "title", "projects": "name", "checkpoints": "title", "notes": "title"}
 LABEL["comments"] = "body"
 
