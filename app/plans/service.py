@@ -186,6 +186,8 @@ class PlanRuns:
     async def issued_plan(self, plan_id: str, identity: Identity) -> ExecutionPlan:
         """A plan issued to the caller's tenant; any other id is a 404 (not a 403)."""
         assert identity.tenant_id is not None
+        # The batch builder first: a tier without it learns why, whatever the id.
+        self.tiers.require_feature(identity.tier, Feature.BATCH_BUILDER)
         since = utcnow() - timedelta(seconds=self.settings.ISSUED_PLAN_TTL_SECONDS)
         stored = await self.repo.issued(plan_id, identity.tenant_id, since)
         if stored is None:
