@@ -152,3 +152,32 @@ async def test_credits_settle_step_by_step(app: FastAPI, client, upstream) -> No
     assert reasons.count("reserve") == len(upstream.requests) == reasons.count("settle")
     [action] = body["actions"]
     assert action["data"]["title"] == "Upstream task"
+
+
+async def test_shutdown_ends_running_runs_as_failed_with_leases_released(
+    app: FastAPI, client, held
+) -> None:
+    from sqlalchemy import func, select
+
+    from app.models import ConcurrencyLease
+
+    account = await account_on(client, app, BillingTier.PRO)
+    run_id = (await client.post(PLAYBOOK, json=PROJECT_RUN, headers=account.headers)).json()[
+        "run_id"
+    ]
+
+    async def step_running() -> bool:
+        body = (await client.get(f"/api/v1/plans/runs/{run_id}", headers=account.headers)).json()
+        return body["steps"][0]["status"] == "running"
+
+    await wait_until(step_running, "the first step running")
+    await app.state.shutdown.drain()
+    body = await wait_for_end(client, account, run_id)
+    assert (body["status"], body["error"]) == ("failed", "server_shutting_down")
+    assert body["steps"][0]["status"] == "failed"
+    async with app.state.db.sessionmaker() as session:
+        leases = await session.scalar(select(func.count()).select_from(ConcurrencyLease))
+    assert leases == 0
+    refused = await client.post(PLAYBOOK, json=PROJECT_RUN, headers=account.headers)
+    assert refused.status_code == 503 and refused.json()["error"] == "server_shutting_down"
+    held.release.set()
