@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     BACKUP_QUOTA_TEAM_BYTES: int = -1
     BATCH_JOBS_FREE: int = 2
     BATCH_JOBS_PRO: int = 10
+    # Plan runs: how long a finished run's step outputs stay in its worker's memory, and
+    # how long a plan from `execution_mode: plan` can be run after it was issued.
+    PLAN_RUN_OUTPUT_TTL_SECONDS: float = Field(default=3600, gt=0)
+    ISSUED_PLAN_TTL_SECONDS: float = Field(default=86400, gt=0)
 
     # --- credits -------------------------------------------------------------
     CREDITS_PER_USD: int = 1000

@@ -52,6 +52,8 @@ from app.maintenance import maintenance_lifespan
 from app.marketplace.endpoints import router as marketplace_router
 from app.metrics import router as metrics_router
 from app.openapi import DESCRIPTION, install_asyncapi, install_openapi
+from app.plans.endpoints import router as plans_router
+from app.plans.service import plans_lifespan
 from app.quota.endpoints import router as quota_router
 from app.shutdown import LIFESPAN_STATE_KEY, shutdown_lifespan
 from app.storage.endpoints import router as storage_router
@@ -102,6 +104,7 @@ LIFESPAN_PARTS: list[LifespanPart] = [
     demo_lifespan,
     maintenance_lifespan,
     chat_lifespan,
+    plans_lifespan,
 ]
 
 ROUTERS: list[APIRouter] = [
@@ -117,6 +120,7 @@ ROUTERS: list[APIRouter] = [
     marketplace_router,
     demo_router,
     chat_router,
+    plans_router,
 ]
 
 

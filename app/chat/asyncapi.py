@@ -20,9 +20,12 @@ from app.chat.schemas import (
     DoneFrame,
     ErrorFrame,
     PingFrame,
+    PlanRunFrame,
+    PlanStepFrame,
     TokenFrame,
 )
 from app.config import Settings
+from app.plans.schemas import RunPlanFrame
 
 CHANNEL = "chatStream"
 ADDRESS = "/api/v1/chat/stream"
@@ -33,12 +36,23 @@ CLIENT_MESSAGES: dict[str, tuple[type[BaseModel], str]] = {
         ChatRequest,
         "The one request of a connection, sent first: the same body as POST /api/v1/chat.",
     ),
+    "runPlan": (
+        RunPlanFrame,
+        "Instead of a chat request, sent first: run a plan or playbook and stream its "
+        "progress (the body of POST /api/v1/plans/…/runs, with `type` and the plan's id).",
+    ),
 }
 SERVER_MESSAGES: dict[str, tuple[type[BaseModel], str]] = {
     "demoMode": (DemoModeFrame, "The answer comes from the offline demo model."),
     "token": (TokenFrame, "A piece of the answer's text."),
     "done": (DoneFrame, "The whole answer and its actions; the server then closes with 1000."),
     "ping": (PingFrame, "Keep-alive while the answer is under way."),
+    "planRun": (PlanRunFrame, "After `runPlan`: the run started; its id and its steps."),
+    "planStep": (
+        PlanStepFrame,
+        "A step of the run started or ended (an ended step with its output); after the "
+        "last one, `done` with the run's action descriptors.",
+    ),
     "error": (ErrorFrame, "A refusal or failure; the close code follows."),
 }
 
@@ -65,14 +79,16 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 
 CLOSE_CODES = """| Close code | When |
 |---|---|
-| 1000 | after the `done` frame |
+| 1000 | after the `done` frame, or a `run_cancelled` error frame (a cancelled plan run) |
 | 1007 | after an `invalid_frame` error frame: the first frame is not a valid `ChatRequest` |
 | 1008 | invalid or expired credentials |
 | 1009 | a frame over `WS_MAX_FRAME_BYTES` ({max_frame} bytes) |
 | 1012 | after a `server_shutting_down` error frame: reconnect and send the message again |
 | 4408 | after a `request_timeout` error frame: no request within {timeout:g} s |
 | 4000 + HTTP status | after an error frame: a refusal or failure (4429 quota, 4503, \
-4403 agent or plan mode not in the tier, 4402 credits, 4502/4504 upstream) |
+4403 agent or plan mode not in the tier, 4402 credits, 4502/4504 upstream; for a plan \
+run also 4429 `batch_limit`, 4404 unknown plan, 4422 invalid inputs, and a failed run's \
+status) |
 """
 
 DESCRIPTION = (
@@ -82,6 +98,13 @@ DESCRIPTION = (
 frame — with a `ping` every {ping:g} s while the answer is under way. Each server frame is
 a JSON object told apart by its first key. The unit of work (quota, concurrency slot)
 starts with the request frame.
+
+Plan runs: instead of a `ChatRequest`, the first frame may be a `runPlan` frame
+(`{{"type": "run_plan", "playbook_id": …, "inputs": {{…}}}}`, or `plan_id` for a plan from
+`execution_mode: plan`). The run is admitted as a batch job (the tier's "batch jobs
+active"); the server sends `planRun` (the run's id), a `planStep` frame as each step
+starts and ends, pings, and `done` with the run's action descriptors. Closing the socket
+does not cancel the run (`DELETE /api/v1/plans/runs/{{id}}` does).
 
 Credentials, as over REST: `?token=` (an access token or a demo session token), an
 `Authorization: Bearer` header, `X-Demo-Session-Id`, or none (an anonymous visitor,
@@ -168,14 +191,15 @@ def build_asyncapi(settings: Settings, *, host: str, secure: bool) -> dict[str, 
             "receiveChatRequest": {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{CHANNEL}"},
-                "summary": "The client's request: one frame, first.",
+                "summary": "The client's request: one frame, first (a chat request or a run).",
                 "messages": channel_messages(list(CLIENT_MESSAGES)),
                 "security": security,
             },
             "sendAnswer": {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{CHANNEL}"},
-                "summary": "The answer: demo?, token*, done — with pings, or an error.",
+                "summary": "The answer: demo?, token*, done — or planRun, planStep*, done — "
+                "with pings, or an error.",
                 "messages": channel_messages(list(SERVER_MESSAGES)),
             },
         },

@@ -41,6 +41,8 @@ async def send_message(
         state.settings, state.tiers, state.chat_plans, unit, canned
     )
     result = await orchestrator.orchestrate(body)
+    if isinstance(result, ExecutionPlan):
+        await service.issue_plan(state, unit, result)
     if result.demo:
         response.headers["X-Demo-Mode"] = "true"
     return result

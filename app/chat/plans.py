@@ -6,12 +6,15 @@ server.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
 from collections import OrderedDict
 from threading import Lock
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, create_model
 
 from app.chat.prompts import AGENT_TABLES, TEMPLATES
 from app.chat.schemas import ExecutionPlan, PlanStep, Playbook
@@ -20,6 +23,69 @@ from app.errors import NotFound
 
 class PlanValidationError(ValueError):
     """A step refers to a template or step that does not exist."""
+
+
+INPUT_PREFIX = "$input."
+# The inputs a plan's steps may refer to, and what a run accepts for each. `message` (the
+# user's words for the run) is optional for every plan that does not require it.
+_Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=8000)]
+INPUT_TYPES: dict[str, Any] = {
+    "message": _Text,
+    "project_id": _Id,
+    "week_start": dt.date,
+}
+_OTHER_INPUT = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+DATA_ACTIONS = frozenset(
+    {"create_record", "update_record", "delete_record", "index_document", "apply_actions"}
+)
+
+
+def input_names(plan: ExecutionPlan) -> list[str]:
+    """The `$input.…` names a plan's steps refer to, in order of first use."""
+    names: list[str] = []
+    for step in plan.steps:
+        for value in step.vars.values():
+            if isinstance(value, str) and value.startswith(INPUT_PREFIX):
+                name = value[len(INPUT_PREFIX) :]
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def inputs_model(plan: ExecutionPlan) -> type[BaseModel]:
+    """A model of the inputs a run of `plan` takes: every referenced name is required."""
+    required = input_names(plan)
+    fields: dict[str, Any] = {name: (INPUT_TYPES.get(name, _OTHER_INPUT), ...) for name in required}
+    if "message" not in fields:
+        fields["message"] = (_Text | None, None)
+    return create_model("PlanInputs", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def resolve_vars(variables: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """A step's variables with each `$input.…` reference replaced by the run's input."""
+    resolved: dict[str, Any] = {}
+    for key, value in variables.items():
+        if isinstance(value, str) and value.startswith(INPUT_PREFIX):
+            value = inputs.get(value[len(INPUT_PREFIX) :])
+            if isinstance(value, dt.date):
+                value = value.isoformat()
+        resolved[key] = value
+    return resolved
+
+
+def validate_plan(plan: ExecutionPlan, templates: PromptTemplateRegistry) -> None:
+    """A plan as `build()` validates it, and data steps that name an action runs know."""
+    builder = ExecutionPlanBuilder(plan.agent, templates)
+    for step in plan.steps:
+        if step.kind == "data" and step.action not in DATA_ACTIONS:
+            raise PlanValidationError(f"step {step.id!r}: unknown action {step.action!r}")
+        if step.kind == "agent":
+            raise PlanValidationError(f"step {step.id!r}: agent steps do not run on the server")
+        if step.kind == "llm" and not step.agent:
+            raise PlanValidationError(f"step {step.id!r}: an llm step names its agent")
+        builder.add_step(step)
+    builder.build()
 
 
 class PromptTemplateRegistry:
@@ -42,6 +108,8 @@ class PromptTemplateRegistry:
 
 
 class ExecutionPlanBuilder:
+    """Steps in order; `build()` checks templates and references to earlier steps."""
+
     def __init__(self, agent: str, templates: PromptTemplateRegistry) -> None:
         self.agent = agent
         self.templates = templates

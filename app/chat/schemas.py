@@ -243,4 +243,38 @@ class ErrorFrame(_Frame):
     request_id: str | None
 
 
-ServerFrame = DemoModeFrame | TokenFrame | DoneFrame | PingFrame | ErrorFrame
+RunStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StepStatusName = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+
+
+class PlanRunFrame(_Frame):
+    """First, after a `run_plan` request: the run started (poll or cancel it by this id)."""
+
+    plan_run: str = Field(description="The run's id (`GET`/`DELETE /api/v1/plans/runs/{id}`).")
+    plan_id: str | None
+    playbook: str | None
+    steps: list[str] = Field(description="The step ids, in the order they run.")
+    demo: bool = Field(description="The run's model calls go to the offline demo model.")
+
+
+class PlanStepFrame(_Frame):
+    """A step of a plan run started or ended; an ended step carries its output."""
+
+    plan_step: str = Field(description="The step's id.")
+    run_id: str
+    kind: Literal["llm", "data", "agent"]
+    status: StepStatusName
+    text: str | None = Field(
+        default=None, description="An llm step's answer text (sanitized like chat output)."
+    )
+    actions: list[Action] = Field(
+        default_factory=list,
+        description="An llm step's proposed actions; a data step's action descriptors.",
+    )
+    credits: int = Field(default=0, description="Credits this step spent (settled).")
+    error: str | None = None
+
+
+ServerFrame = (
+    DemoModeFrame | TokenFrame | DoneFrame | PingFrame | ErrorFrame | PlanRunFrame | PlanStepFrame
+)

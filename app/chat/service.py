@@ -25,6 +25,7 @@ from app.chat.schemas import (
     DemoModeFrame,
     DoneFrame,
     ErrorFrame,
+    ExecutionPlan,
     PingFrame,
     ServerFrame,
     ToolInfo,
@@ -34,6 +35,7 @@ from app.errors import AppError
 from app.kit.units import UNIT_ADMISSION
 from app.log import current_request_id
 from app.models import BillingTier
+from app.plans.websocket import is_run_frame, serve_run
 from app.shutdown import WS_SERVICE_RESTART, GracefulShutdown
 from app.work import UnitAdmission, UnitOfWork
 
@@ -135,6 +137,13 @@ async def prepare_request(
             request = request.model_copy(update={"context": context})
     canned = None if unit.llm.use_llm else await inputs.canned_answers()
     return request, canned
+
+
+async def issue_plan(state: Any, unit: UnitOfWork, plan: ExecutionPlan) -> None:
+    """Bind a plan returned in plan mode to the caller's workspace, so it can be run."""
+    runs = getattr(state, "plan_runs", None)
+    if runs is not None and unit.tenant_id is not None:
+        await runs.issue(plan, unit.tenant_id)
 
 
 # --- agents metadata ------------------------------------------------------------------
@@ -275,6 +284,11 @@ class ChatStreamSession:
         if size > self.settings.WS_MAX_FRAME_BYTES:
             await self._close(WS_TOO_BIG, "frame too large")
             return
+        runs = getattr(self.ws.app.state, "plan_runs", None)
+        if runs is not None and is_run_frame(raw):
+            # A plan run instead of a chat request: admitted as a run, not as this unit.
+            await serve_run(runs, self, raw or b"")
+            return
         try:
             request = ChatRequest.model_validate_json(raw or b"")
         except ValidationError as exc:
@@ -323,6 +337,8 @@ class ChatStreamSession:
                 try:
                     async with aclosing(orchestrator.orchestrate_stream(request)) as frames:
                         async for frame in frames:
+                            if isinstance(frame, DoneFrame) and frame.plan is not None:
+                                await issue_plan(self.ws.app.state, unit, frame.plan)
                             if isinstance(frame, DoneFrame):
                                 # The unit is complete: its slot is free before the client
                                 # reads the last frame and perhaps reconnects at once.

@@ -24,6 +24,7 @@ from app.models.marketplace import (
     PluginReview,
     RevenueEvent,
 )
+from app.models.plans import IssuedPlan, PlanRun
 from app.models.quota import ConcurrencyLease, CreditAccount, CreditLedgerEntry, QuotaCounter
 from app.models.storage import (
     BackupMetadata,
@@ -47,8 +48,10 @@ __all__ = [
     "DemoExample",
     "DemoSession",
     "DemoSessionStatus",
+    "IssuedPlan",
     "Membership",
     "MembershipRole",
+    "PlanRun",
     "Plugin",
     "PluginInstallation",
     "PluginRating",

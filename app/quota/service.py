@@ -32,6 +32,8 @@ from app.work import Charge, Identity, IdentityKind, LLMGrant, LLMKey, UnitOfWor
 log = logging.getLogger(__name__)
 
 SYSTEM_SCOPE = "system"
+# A tier without a batch limit still counts its runs, under a limit no tenant reaches.
+UNLIMITED = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,19 @@ class Count:
     subject: str
     kind: QuotaKind
     day: date
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScope:
+    """A plan run's admission: its lease counts against the tenant's "batch jobs active"
+    (SPEC §2) instead of the caller's concurrent requests."""
+
+    scope: str
+    limit: int | None  # None: unlimited
+
+
+def batch_scope(identity: Identity, limit: int | None) -> BatchScope:
+    return BatchScope(f"batch:{identity.tenant_id}", limit)
 
 
 @dataclass(slots=True)
@@ -117,15 +132,29 @@ class QuotaService:
         )
 
     async def admit(
-        self, identity: Identity, llm_key: LLMKey | None, request_id: str | None
+        self,
+        identity: Identity,
+        llm_key: LLMKey | None,
+        request_id: str | None,
+        *,
+        batch: BatchScope | None = None,
     ) -> Admission:
-        """The caller's slot, a system slot and the day's counts, atomically (one round trip)."""
+        """The caller's slot, a system slot and the day's counts, atomically (one round trip).
+
+        With `batch` (a plan run), the lease is taken in the tenant's batch scope instead
+        of the caller's: the same statement, the same lapsing and renewal.
+        """
         policy = self.policy(identity, llm_key is not None)
         now = datetime.now(UTC)
+        if batch is not None:
+            scope = batch.scope
+            limit = UNLIMITED if batch.limit is None else batch.limit
+        else:
+            scope, limit = lease_scope(identity), policy.concurrent
         request = AdmissionRequest(
             lease_id=secrets.token_hex(16),
-            scope=lease_scope(identity),
-            limit=policy.concurrent,
+            scope=scope,
+            limit=limit,
             system_scope=SYSTEM_SCOPE,
             system_limit=self.settings.MAX_CONCURRENT_TASK_TREES,
             now=now,
@@ -150,6 +179,13 @@ class QuotaService:
         except STORE_ERRORS as exc:
             raise _unavailable(exc) from exc
         if outcome.refused:
+            if batch is not None and outcome is Outcome.CONCURRENCY_LIMIT:
+                raise TooManyRequests(
+                    f"This workspace already has {limit} plan runs active (the tier's batch "
+                    "jobs limit); wait for one to end or cancel one.",
+                    error="batch_limit",
+                    retry_after=5,
+                )
             raise self._refusal(outcome, policy)
         counts = _counted(request, outcome)
         metered = (
@@ -218,6 +254,10 @@ class QuotaService:
             counts = [count for count in counts if count.kind is QuotaKind.LLM]
         day = admission.counts[0].day if admission.counts else utc_today()
         await self._release(admission.lease_id, day, counts)
+
+    async def release_lease(self, lease_id: str) -> None:
+        """Give a lease's slots back, counts untouched (a plan run cancelled elsewhere)."""
+        await self._release(lease_id, utc_today(), [])
 
     async def _release(self, lease_id: str, day: date, counts: list[Count]) -> None:
         try:

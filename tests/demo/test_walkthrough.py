@@ -123,3 +123,9 @@ def test_the_readme_walkthrough_works_verbatim(server: str) -> None:
     assert re.search(r"^x-demo-mode: true\r?$", out, re.M | re.I), out
     fallback = [line for line in out.splitlines() if line.startswith('{"response"')][-1]
     assert '"demo":true' in fallback and '"agent":"task_agent"' in fallback
+    # 8. a playbook run on the server: the run and both steps succeeded, and it
+    #    produced the task's create_record action
+    assert re.search(r"^run: [0-9a-f]{32}$", out, re.M), out
+    statuses = re.findall(r'^"status":"([a-z]+)","(?:demo|credits)"$', out, re.M)
+    assert statuses[-3:] == ["succeeded"] * 3, out
+    assert '"type":"create_record","table":"tasks"' in out

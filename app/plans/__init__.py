@@ -1,0 +1,1 @@
+"""Plan runs: a plan or playbook executed by the server, step by step."""
