@@ -17,10 +17,12 @@ from app.models import (
     CreditLedgerEntry,
     Membership,
     MembershipRole,
+    PlanRun,
     Plugin,
     PluginInstallation,
     PluginRating,
     PluginReview,
+    QuotaCounter,
     RefreshToken,
     RevenueEvent,
     StorageRecord,
@@ -83,6 +85,12 @@ class AccountRepository:
             "sessions": select(RefreshToken)
             .where(RefreshToken.user_id == user_id)
             .order_by(RefreshToken.created_at),
+            "plan_runs": select(PlanRun)
+            .where(PlanRun.user_id == user_id)
+            .order_by(PlanRun.created_at),
+            "daily_quotas": select(QuotaCounter)
+            .where(QuotaCounter.subject == f"user:{user_id}")
+            .order_by(QuotaCounter.day),
         }
 
     async def stream(self, statement: Select) -> AsyncIterator[Any]:
@@ -217,8 +225,11 @@ class AccountRepository:
             (RefreshToken, RefreshToken.user_id),
             (AccountToken, AccountToken.user_id),
             (Membership, Membership.user_id),
+            (PlanRun, PlanRun.user_id),
         ):
             await session.execute(delete(model).where(column == user_id))
+        # The user's daily counters (their subject is the user's id; no lease is in them).
+        await session.execute(delete(QuotaCounter).where(QuotaCounter.subject == f"user:{user_id}"))
         await session.execute(delete(User).where(User.id == user_id))
         for tenant_id in tenants:
             await self._remove_tenant(tenant_id)

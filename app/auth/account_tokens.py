@@ -79,6 +79,14 @@ class AccountTokenRepository(Repository[AccountToken]):
             return None
         return Redeemed(row.user_id, row.email)
 
+    async def revoke(self, user_id: uuid.UUID, purpose: AccountTokenPurpose) -> None:
+        """Every outstanding token of this purpose for the user stops working."""
+        await self.session.execute(
+            delete(AccountToken).where(
+                AccountToken.user_id == user_id, AccountToken.purpose == purpose.value
+            )
+        )
+
     async def delete_for_user(self, user_id: uuid.UUID) -> int:
         result = await self.session.execute(
             delete(AccountToken).where(AccountToken.user_id == user_id)

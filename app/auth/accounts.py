@@ -206,6 +206,9 @@ class AccountService:
     async def _set_password(self, user: User, new_password: str) -> None:
         user.password_hash = await self.hasher.hash(new_password)
         await self.session.flush()
+        # A reset link mailed before this change must not undo it (someone who read the
+        # mailbox once would take the account back).
+        await self.tokens.revoke(user.id, AccountTokenPurpose.RESET_PASSWORD)
         await self._end_all_sessions(user.id)
         self.mailer.submit(templates.PASSWORD_CHANGED.name, self.mail.password_changed(user.email))
 

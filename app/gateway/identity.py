@@ -73,17 +73,35 @@ _COOKIE_PREFIX = _COOKIE_KEY + b"="
 _READ = frozenset((b"authorization", DEMO_HEADER, b"cookie", b"user-agent", b"accept-language"))
 
 
+_CREDENTIALS = frozenset((b"authorization", DEMO_HEADER))
+# Marks a request that sent a credential header twice with different values.
+_AMBIGUOUS = b"\x00ambiguous"
+_AMBIGUOUS_CREDENTIALS = (
+    "ambiguous_credentials",
+    "Send one Authorization header and at most one X-Demo-Session-Id header.",
+)
+
+
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
-    # As a dict of every header would: the last of repeated headers wins.
-    return {key: value for key, value in scope.get("headers", ()) if key in _READ}
+    found: dict[bytes, bytes] = {}
+    for key, value in scope.get("headers", ()):
+        if key in _READ:
+            # Two different credentials: the gateway and the route could each take a
+            # different one (FastAPI reads the first), so neither is taken.
+            if key in _CREDENTIALS and found.get(key, value) != value:
+                found[_AMBIGUOUS] = b""
+            found[key] = value
+    return found
 
 
 def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
+    """The bearer token presented; "" for an Authorization header that carries none."""
     auth = headers.get(b"authorization")
-    if auth:
+    if auth is not None:
         scheme, _, token = auth.decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
+        return ""  # another scheme, or no token: presented, and not one we accept
     if scope["type"] == "websocket":
         values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
         if values and values[0]:
@@ -165,8 +183,12 @@ class IdentityResolver:
         self, scope: dict[str, Any], headers: dict[bytes, bytes], ip: str
     ) -> Identity | None:
         """The caller a presented credential names; None when none was presented."""
+        if _AMBIGUOUS in headers:
+            raise _Refused(*_AMBIGUOUS_CREDENTIALS)
         token = _bearer(scope, headers)
         if token is not None:
+            if not token:
+                raise _Refused(*_BAD_TOKEN)
             return await self._from_token(token, ip)
         demo_id = headers.get(DEMO_HEADER, b"").strip()
         if demo_id:  # an empty header is no credential

@@ -2,7 +2,12 @@
 
 **Server material**: any run of `SHINGLE` (8) consecutive words of a server prompt,
 template or tool definition, wherever it starts and however it is cased,
-punctuated or spaced (a word is a run of letters and digits). The server's texts
+punctuated or spaced (a word is a run of letters and digits). Words are compared
+by a skeleton: compatibility forms folded (full-width letters), invisible format
+characters (zero-width spaces, soft hyphens) and combining marks dropped, and
+letters that pass for Latin ones (Cyrillic `о`, Greek `ο`…) read as those. A run
+broken up by other words every few words (a filler word every seventh) is not
+found: fewer than `SHINGLE` words of server text in a row are not redacted. The server's texts
 are indexed once, at start-up, as hashes of their word n-grams (n = 1…8; a
 template placeholder ends a run). An answer is read word by word with a rolling
 hash over its last eight words: each word costs a few integer operations and a
@@ -24,9 +29,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any
+
+from confusable_homoglyphs.confusables import confusables_data
 
 log = logging.getLogger("app.gateway.sanitizer")
 
@@ -35,7 +43,43 @@ SHINGLE = 8  # words: the shortest run of server text that is redacted
 SERVER_TEXT = "server_text"
 REASONING = "reasoning"
 
-_WORD = re.compile(r"[^\W_]+")
+# Inside a word: invisible format characters and combining marks, which an answer can
+# slip between letters without changing what a reader sees.
+_INVISIBLE = (
+    "\u00ad\u034f\u061c\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufe00-\ufe0f\ufeff"
+)
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_WORD = re.compile(rf"[^\W_](?:[^\W_]|[{_INVISIBLE}{_MARKS}])*")
+
+
+def _latin_lookalikes() -> dict[int, str]:
+    """Letters and digits of other scripts that are read as an ASCII one (Unicode's
+    confusables data, as the confusable-homoglyphs package ships it)."""
+    table: dict[int, str] = {}
+    for char, glyphs in confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        for glyph in glyphs:
+            if len(glyph["c"]) == 1 and glyph["c"].isascii() and glyph["c"].isalnum():
+                table[ord(char)] = glyph["c"].lower()
+                break
+    return table
+
+
+_LOOKALIKES = _latin_lookalikes()
+
+
+def skeleton(word: str) -> str:
+    """A word as compared: lower case, and what a reader would take it for."""
+    if word.isascii():
+        return word.lower()
+    folded = unicodedata.normalize("NFKD", word)
+    kept = "".join(
+        c for c in folded if not unicodedata.combining(c) and unicodedata.category(c) != "Cf"
+    )
+    return kept.translate(_LOOKALIKES).lower()
+
+
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 _MOD = (1 << 61) - 1  # a Mersenne prime: hashes of runs are polynomials modulo it
 _BASE = 1_000_000_007
@@ -55,8 +99,8 @@ def _word_hash(word: str) -> int:
 
 
 def words(text: str) -> list[str]:
-    """The text's words as compared: lower-case runs of letters and digits."""
-    return _WORD.findall(text.lower())
+    """The text's words as compared: skeletons of its runs of letters and digits."""
+    return [skeleton(word) for word in _WORD.findall(text)]
 
 
 class ServerText:
@@ -302,7 +346,7 @@ class StreamRedactor:
                 self._push(_NOT_SERVER)  # the rest of a word already sent
                 self.glued = False
                 continue
-            self._push(_word_hash(match.group().lower()))
+            self._push(_word_hash(skeleton(match.group())))
             self.words.append((start, end))
             if self._is_run():
                 first = self.words[max(0, len(self.words) - SHINGLE)][0]
@@ -321,7 +365,7 @@ class StreamRedactor:
 
         if partial is not None and (
             (self.glued and partial.start() == 0)
-            or partial.group().lower() not in self.server.prefixes
+            or skeleton(partial.group()) not in self.server.prefixes
         ):
             # No server word starts so: nothing held can become a run. All goes out,
             # the unfinished word too; its rest, in the next frame, is not looked up.

@@ -33,11 +33,17 @@ def _is_trusted_address(address: str, trusted: tuple[Network, ...]) -> bool:
     return any(ip in network for network in trusted)
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def _forwarded_for(scope: dict[str, Any]) -> str:
+    """Every `X-Forwarded-For` line, in order, as one list (RFC 9110 §5.3).
+
+    A proxy may add a line of its own rather than append to the client's: reading
+    only the first line would take the hops the client wrote for the proxy's.
+    """
+    return ",".join(
+        value.decode("latin-1")
+        for key, value in scope.get("headers", ())
+        if key == b"x-forwarded-for"
+    )
 
 
 def client_ip(scope: dict[str, Any], trusted: tuple[Network, ...]) -> str:
@@ -49,7 +55,7 @@ def client_ip(scope: dict[str, Any], trusted: tuple[Network, ...]) -> str:
     peer = (scope.get("client") or ("unknown", 0))[0]
     if not trusted or not _is_trusted(peer, trusted):
         return peer
-    forwarded = _header(scope, b"x-forwarded-for")
+    forwarded = _forwarded_for(scope)
     if not forwarded:
         return peer
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]

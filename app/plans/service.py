@@ -361,6 +361,8 @@ class PlanRuns:
             charge = Charge.for_status(live.error_status)
             if charge is Charge.NOTHING and completed:
                 charge = Charge.FULL
+        elif live.status == "cancelled" and not completed and current is None:
+            charge = Charge.NOTHING  # cancelled before any step began: no work was done
         else:
             charge = Charge.FULL
         await self.quotas.finish(live.admission, charge)

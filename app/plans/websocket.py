@@ -12,6 +12,7 @@ Closing the socket does not cancel the run: it is a batch job; poll it, or DELET
 
 from __future__ import annotations
 
+import json
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
@@ -37,10 +38,14 @@ _MARKER = "run_plan"
 
 
 def is_run_frame(raw: str | bytes | None) -> bool:
-    """Cheap look before parsing: chat requests never take this path."""
-    if raw is None:
+    """A first frame whose `type` is `run_plan` (a chat message may mention the words)."""
+    if raw is None or (_MARKER.encode() if isinstance(raw, bytes) else _MARKER) not in raw:
+        return False  # the usual chat request: not parsed twice
+    try:
+        frame = json.loads(raw)
+    except ValueError:
         return False
-    return (_MARKER.encode() if isinstance(raw, bytes) else _MARKER) in raw
+    return isinstance(frame, dict) and frame.get("type") == _MARKER
 
 
 def _error(error: str, message: str) -> ErrorFrame:

@@ -7,6 +7,7 @@ import io
 import json
 import uuid
 import zipfile
+from datetime import date
 from typing import Any
 
 import httpx
@@ -23,6 +24,8 @@ from app.models import (
     Membership,
     MembershipRole,
     Plugin,
+    QuotaCounter,
+    QuotaKind,
     RevenueEvent,
     Tenant,
     TenantKind,
@@ -177,6 +180,12 @@ async def test_delete_leaves_nothing_but_anonymous_accounting(app, client, capsy
                 balance_after=480,
             )
         )
+        # The day's counters the gateway keeps for Ada and for Bob.
+        for who in ("ada", "bob"):
+            for kind in (QuotaKind.TOTAL, QuotaKind.LLM):
+                session.add(
+                    QuotaCounter(subject=f"user:{users[who]}", kind=kind, day=date.today(), used=3)
+                )
     before = await state(app, users)
 
     wrong = await client.request(
@@ -199,7 +208,16 @@ async def test_delete_leaves_nothing_but_anonymous_accounting(app, client, capsy
                 print(f"  {table}: {count} -> {after['rows'][table]}")
 
     rows_before, rows_after = before["rows"], after["rows"]
+    async with app.state.db.sessionmaker() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(QuotaCounter)
+            .where(QuotaCounter.subject == f"user:{users['ada']}")
+        )
+    assert left == 0
     expected_drop = {
+        # Ada's day counters; Bob's and the admin's stay.
+        "quota_counters": 2,
         "users": 1,
         "memberships": 1,
         "storage_records": 2,

@@ -165,6 +165,24 @@ async def test_reset_sets_the_password_and_ends_every_session(app, client, smtp_
     assert smtp_server.inbox.to(account.email)[-1]["Subject"] == "Your password was changed"
 
 
+async def test_a_password_change_voids_reset_links_mailed_before_it(app, client, smtp_server):
+    account = await register(client)
+    await client.post(f"{API}/auth/password/forgot", json={"email": account.email})
+    token = await mailed_token(app, smtp_server, account.email)
+    changed = await client.post(
+        f"{API}/auth/password/change",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=account.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    late = await client.post(
+        f"{API}/auth/password/reset",
+        json={"token": token, "new_password": "somebody else's passphrase"},
+    )
+    assert late.status_code == 400 and late.json()["error"] == "invalid_token"
+    assert (await login(client, account.email, NEW_PASSWORD)).status_code == 200
+
+
 async def test_change_needs_the_current_password(app, client):
     account = await register(client)
     other = (await login(client, account.email, PASSWORD)).json()

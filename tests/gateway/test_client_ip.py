@@ -27,3 +27,17 @@ def test_trusted_proxy_chain_is_walked_from_the_right():
 def test_garbage_in_forwarded_header_falls_back_to_peer():
     trusted = parse_trusted_proxies(["127.0.0.1"])
     assert client_ip(scope("127.0.0.1", "not-an-ip"), trusted) == "127.0.0.1"
+
+
+def test_a_proxy_that_adds_its_own_header_line_is_read_after_the_clients():
+    # HAProxy's `option forwardfor` adds a line instead of appending to the client's.
+    trusted = parse_trusted_proxies(["10.0.0.1"])
+    request = {
+        "client": ("10.0.0.1", 1234),
+        "headers": [
+            (b"x-forwarded-for", b"6.6.6.6"),  # what the client wrote
+            (b"accept", b"*/*"),
+            (b"x-forwarded-for", b"203.0.113.9"),  # what the proxy saw
+        ],
+    }
+    assert client_ip(request, trusted) == "203.0.113.9"

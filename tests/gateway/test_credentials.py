@@ -101,6 +101,38 @@ async def test_bad_bearer_tokens_are_401_on_every_route(client, app, settings):
     assert await counted(app) == before
 
 
+async def test_an_authorization_header_without_a_bearer_token_is_401(client, app):
+    before = await counted(app)
+    for value in ("Basic Zm9vOmJhcg==", "Token abc123", "Bearer", "Bearer    "):
+        for method, path in ROUTES:
+            response = await client.request(method, path, headers={"Authorization": value})
+            assert_401(response, "invalid_token")
+        assert_401(
+            await client.post(CHAT, json=ANNA, headers={"Authorization": value}), "invalid_token"
+        )
+    assert await counted(app) == before
+
+
+async def test_two_different_credentials_of_one_kind_are_refused(client, app):
+    account = await register(client)
+    other = await register(client)
+    mine = ("Authorization", f"Bearer {account.access_token}")
+    for second in ("Basic Zm9vOmJhcg==", f"Bearer {other.access_token}"):
+        response = await client.get("/api/v1/credits", headers=[mine, ("Authorization", second)])
+        assert_401(response, "ambiguous_credentials")
+    first, again = await start_session(client), await start_session(client)
+    response = await client.get(
+        f"{SESSIONS}/current",
+        headers=[
+            ("X-Demo-Session-Id", first["session_id"]),
+            ("X-Demo-Session-Id", again["session_id"]),
+        ],
+    )
+    assert_401(response, "ambiguous_credentials")
+    # The same header twice with one value is one credential.
+    assert (await client.get("/api/v1/credits", headers=[mine, mine])).status_code == 200
+
+
 async def test_without_any_credential_the_caller_is_anonymous(client):
     response = await client.get(QUOTA)
     assert response.status_code == 200, response.text

@@ -121,6 +121,30 @@ def test_the_callers_own_content_comes_back_untouched(watched, events, case):
     assert events == []
 
 
+def _disguised(text: str) -> dict[str, str]:
+    """The text as a model told to hide it might write it: it reads the same."""
+    latin_to_cyrillic = str.maketrans("aeopcx", "\u0430\u0435\u043e\u0440\u0441\u0445")
+    return {
+        "zero-width spaces": "\u200b".join(text),
+        "soft hyphens": re.sub(r"(\w)(?=\w)", "\\1\u00ad", text),
+        "full-width": "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text),
+        "cyrillic look-alikes": text.translate(latin_to_cyrillic),
+        "combining accents": re.sub(r"([aeiou])", "\\1\u0301", text),
+        "word joiners and nbsp": text.replace(" ", "\u00a0\u2060"),
+    }
+
+
+@pytest.mark.parametrize("how", list(_disguised("x")))
+def test_a_leak_in_disguise_is_caught(redactor, how):
+    from app.gateway.redaction import words
+
+    for leak in random.Random(7).sample(LEAKS, 25):
+        text = _disguised(leak.text)[how]
+        for out in (redactor.redact(text), streamed(redactor, tokens(text))):
+            assert REDACTED in out, (leak.name, out)
+            assert not leaked_windows(" ".join(words(out)), WINDOWS), (leak.name, out)
+
+
 def test_the_same_text_from_the_server_alone_is_redacted(redactor):
     """The exemption is the request's: without it, the server runs in these answers go."""
     for name in ("pasted-prompt-sentence", "history-quote", "think-in-context"):

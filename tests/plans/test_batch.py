@@ -118,6 +118,23 @@ async def test_cancel_interrupts_the_step_frees_the_slot_and_charges_nothing(
     held.release.set()
 
 
+async def test_a_run_cancelled_before_any_step_began_costs_nothing(
+    app: FastAPI, client, held
+) -> None:
+    account = await account_on(client, app, BillingTier.PRO)
+    outcomes = []
+    for _ in range(3):
+        started = await client.post(PLAYBOOK, json=PROJECT_RUN, headers=account.headers)
+        run_url = f"/api/v1/plans/runs/{started.json()['run_id']}"
+        body = (await client.delete(run_url, headers=account.headers)).json()
+        assert body["status"] == "cancelled", body
+        outcomes.append(all(step["status"] == "pending" for step in body["steps"]))
+    # A run whose first step had begun counts (it was started for the caller); one
+    # cancelled before that did no work, and gives every count back.
+    assert await _daily_used(client, account) == outcomes.count(False)
+    held.release.set()
+
+
 async def test_cancel_frees_the_batch_slot_at_once(app: FastAPI, client, held) -> None:
     account = await account_on(client, app, BillingTier.FREE)
     first, second = [

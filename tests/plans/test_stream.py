@@ -110,3 +110,17 @@ async def test_refusals_arrive_as_error_frames(app: FastAPI, client) -> None:
             await ws.send_json({"type": "run_plan", "playbook_id": "nope"})
             frame = await ws.receive_json(timeout=10)
             assert frame["error"] == "not_authenticated"
+
+
+async def test_a_chat_message_that_mentions_run_plan_is_chat(app: FastAPI, client) -> None:
+    account = await register(client)
+    async with (
+        ws_client(app) as wc,
+        aconnect_ws(f"/api/v1/chat/stream?token={account.access_token}", wc) as ws,
+    ):
+        await ws.send_json({"message": "what does the run_plan frame type do?"})
+        while True:
+            frame = await ws.receive_json(timeout=10)
+            assert "error" not in frame, frame
+            if frame.get("done"):
+                break
