@@ -45,7 +45,8 @@ def _per_minute(amount: int) -> RateLimitItemPerMinute:
 def window_key(identity: Identity) -> str:
     """The moving window an identity's requests count in."""
     if identity.kind is IdentityKind.USER:
-        return identity.subject
+        # A team workspace's members share its window (sized per seat).
+        return identity.extra.get("rate_key", identity.subject)
     if identity.kind is IdentityKind.DEMO and identity.demo_session_id is not None:
         return f"demo:{session_ref(identity.demo_session_id)}"
     return f"ip:{identity.ip}"  # anonymous visitors, and credentials that did not hold
