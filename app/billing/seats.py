@@ -85,7 +85,7 @@ async def sync_seat_quantity(
             return None
         seats = max(1, await TenantRepository(session).seat_count(tenant_id))
         live = await _call(client.v1.subscriptions.retrieve, subscription.stripe_subscription_id)
-        items = live["items"]["data"]
+        items = live.to_dict().get("items", {}).get("data") or []
         if not items:
             log.warning("team subscription has no item", extra={"tenant_id": str(tenant_id)})
             return None
