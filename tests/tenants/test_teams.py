@@ -335,3 +335,40 @@ def test_role_rules():
     assert not may_manage(member, member, member)
     assert may_invite(owner, owner) and may_invite(admin, admin)
     assert not may_invite(admin, owner) and not may_invite(member, member)
+
+
+async def test_removal_rules(app, client, smtp_server):
+    owner = await register(client)
+    team = await create_team(client, owner)
+    admin = await join(app, client, smtp_server, owner, team, "admin")
+    other_admin = await join(app, client, smtp_server, owner, team, "admin")
+    member = await join(app, client, smtp_server, owner, team)
+    owner_id, other_admin_id, member_id = [
+        await user_id_of(client, a) for a in (owner, other_admin, member)
+    ]
+
+    async def remove(actor, target):
+        return await client.delete(f"{API}/tenants/{team}/members/{target}", headers=actor.headers)
+
+    assert (await remove(member, other_admin_id)).status_code == 403
+    refused = await remove(admin, owner_id)
+    assert refused.status_code == 403 and refused.json()["error"] == "role_required"
+    assert (await remove(admin, other_admin_id)).status_code == 204
+    assert (await remove(admin, member_id)).status_code == 204
+    missing = await remove(admin, member_id)
+    assert missing.status_code == 404 and missing.json()["error"] == "member_not_found"
+    assert await members(client, owner, team) == {owner.email: "owner", admin.email: "admin"}
+
+
+async def test_a_bad_token_is_a_401_whatever_the_header_names(client):
+    owner = await register(client)
+    team = await create_team(client, owner)
+    headers = {"Authorization": "Bearer not-a-token", "X-Tenant-Id": str(team)}
+    response = await client.get(f"{API}/credits", headers=headers)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+    logout = await client.post(
+        f"{API}/auth/logout", json={"refresh_token": owner.refresh_token}, headers=owner.headers
+    )
+    assert logout.status_code == 204
+    ended = await client.get(f"{API}/credits", headers=acting(owner, team))
+    assert ended.status_code == 401 and ended.json()["error"] == "invalid_token"
