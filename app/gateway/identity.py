@@ -9,7 +9,8 @@
    server-side salt (the inputs are never stored).
 
 A signed-in caller acts in the token's tenant, or in the workspace its `X-Tenant-Id`
-header names if the caller is a member of it now (app/tenants/acting.py): the rate
+header (on the WebSocket, also `?tenant_id=`) names if the caller is a member of it
+now (app/tenants/acting.py): the rate
 limit, the quotas and credits, and every route then count and act in that one. A
 team workspace has one rate-limit window for all its members (`rate_key`), sized
 per seat by the tier table.
@@ -119,6 +120,17 @@ def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
     return None
 
 
+def _tenant(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bytes | None:
+    """The workspace named by `X-Tenant-Id`, or on the WebSocket by `?tenant_id=` too
+    (browsers cannot set a header on a WebSocket)."""
+    value = headers.get(TENANT_HEADER_KEY)
+    if value is None and scope["type"] == "websocket":
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant_id")
+        if values and values[0]:
+            return values[0].encode("latin-1")
+    return value
+
+
 def _cookie(headers: dict[bytes, bytes]) -> str | None:
     raw = headers.get(b"cookie")
     # Cookie names are not unquoted: without the name in the header, there is no cookie.
@@ -203,7 +215,7 @@ class IdentityResolver:
         """The caller a presented credential names; None when none was presented."""
         token = _bearer(scope, headers)
         if token is not None:
-            return await self._from_token(token, ip, headers.get(TENANT_HEADER_KEY))
+            return await self._from_token(token, ip, _tenant(scope, headers))
         demo_id = headers.get(DEMO_HEADER, b"").strip()
         if demo_id:  # an empty header is no credential
             return await self._from_demo_session(demo_id.decode("latin-1"), ip)
