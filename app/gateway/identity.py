@@ -10,10 +10,9 @@
 
 A signed-in caller acts in the token's tenant, or in the workspace its `X-Tenant-Id`
 header (on the WebSocket, also `?tenant_id=`) names if the caller is a member of it
-now (app/tenants/acting.py): the rate
-limit, the quotas and credits, and every route then count and act in that one. A
-team workspace has one rate-limit window for all its members (`rate_key`), sized
-per seat by the tier table.
+now (app/tenants/acting.py): the rate limit, the quotas and credits, and every route
+then count and act in that one. A team workspace has one rate-limit window for all
+its members (`RATE_KEY`), sized per seat by the tier table.
 
 A credential that was presented decides: if it does not hold (a bad signature, an
 expired or revoked token, an unknown, expired or ended demo session) the caller is
