@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     ACCOUNT_MAIL_RATE_LIMIT_PER_ACCOUNT: str = "5/hour"
     ACCOUNT_TOKEN_RATE_LIMIT_PER_IP: str = "30/minute"
     ACCOUNT_TOKEN_RATE_LIMIT_PER_ACCOUNT: str = "10/minute"
+    # Team invitations: how long a mailed token is good for; how many a user may send
+    # (per client address and per inviting user); how many may be pending per team.
+    TEAM_INVITATION_TTL_HOURS: int = Field(default=72, ge=1)
+    TEAM_INVITATION_RATE_LIMIT_PER_IP: str = "60/hour"
+    TEAM_INVITATION_RATE_LIMIT_PER_USER: str = "30/hour"
+    TEAM_MAX_PENDING_INVITATIONS: int = Field(default=50, ge=1)
 
     # --- mail -----------------------------------------------------------------
     # outbox: one .eml file per message under DATA_DIR/outbox (development); smtp: SMTP_*.

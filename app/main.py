@@ -20,6 +20,7 @@ from app.auth.throttle import AuthThrottle
 from app.backup.endpoints import router as backup_router
 from app.billing.dependencies import billing_lifespan
 from app.billing.endpoints import router as billing_router
+from app.billing.seats import seats_lifespan
 from app.billing.tiers import TierTable
 from app.chat.endpoints import router as chat_router
 from app.chat.server_text import server_texts
@@ -58,6 +59,8 @@ from app.quota.endpoints import router as quota_router
 from app.shutdown import LIFESPAN_STATE_KEY, shutdown_lifespan
 from app.storage.endpoints import router as storage_router
 from app.storage.lifespan import storage_lifespan
+from app.tenants.endpoints import router as tenants_router
+from app.tenants.endpoints import teams_lifespan
 
 API_PREFIX = "/api/v1"
 
@@ -101,6 +104,8 @@ LIFESPAN_PARTS: list[LifespanPart] = [
     gateway_lifespan,
     storage_lifespan,
     billing_lifespan,
+    seats_lifespan,
+    teams_lifespan,
     demo_lifespan,
     maintenance_lifespan,
     chat_lifespan,
@@ -112,6 +117,7 @@ ROUTERS: list[APIRouter] = [
     auth_router,
     account_auth_router,
     account_router,
+    tenants_router,
     quota_router,
     credits_router,
     storage_router,

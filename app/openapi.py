@@ -28,10 +28,12 @@ from app.config import Settings
 from app.demo.restrictions import demo_restriction
 from app.errors import ERROR_RESPONSES, ErrorBody
 from app.kit.openapi import (
+    ACCESS_TOKEN,
     CALLER_SECURITY,
     LLM_KEY_PARAMETER,
     RESPONSE_HEADERS,
     SECURITY_SCHEMES,
+    TENANT_PARAMETER,
     declared_security,
     header_refs,
     raw_body_models,
@@ -87,6 +89,12 @@ def _complete(path: str, method: str, operation: dict[str, Any], policy: RoutePo
     parameters: list[dict[str, Any]] = operation.setdefault("parameters", [])
     if policy.unit_of_work and all(p.get("name") != LLM_KEY_PARAMETER["name"] for p in parameters):
         parameters.append(LLM_KEY_PARAMETER)
+    # Every route a signed-in user calls acts in a workspace: X-Tenant-Id may choose it.
+    acts_in_workspace = any(ACCESS_TOKEN in requirement for requirement in security)
+    if acts_in_workspace:
+        parameters.append(TENANT_PARAMETER)
+        responses.setdefault("400", _error("Malformed `X-Tenant-Id`"))
+        responses.setdefault("403", _error("Not a member of the workspace `X-Tenant-Id` names"))
     if not parameters:
         del operation["parameters"]
     if any(p.get("name") == LLM_KEY_PARAMETER["name"] for p in parameters):

@@ -20,7 +20,7 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.auth.invalidation import LISTENER_APPLICATION_NAME
-from app.models import BillingTier, Membership, Subscription, User
+from app.models import BillingTier, Membership, MembershipRole, Subscription, User
 from tests.support.builders import PASSWORD, Account
 from tests.support.cluster_db import ClusterDatabase
 from tests.support.servers import ServerProcess, poll
@@ -113,6 +113,42 @@ async def test_tier_membership_and_active_flag_changes_reach_every_worker_at_onc
             await session.execute(update(User).where(User.id == user_id).values(is_active=False))
         refused = await on_every_connection(connections, inactive)
         assert {r.status_code for r in refused} == {401}, [r.text for r in refused]
+
+
+async def test_a_member_removed_through_the_api_is_refused_by_every_worker(
+    cluster: ServerProcess, api: httpx.AsyncClient, db: ClusterDatabase
+) -> None:
+    async with AsyncExitStack() as stack:
+        connections = await spread_connections(cluster, stack)
+        owner, _, _ = await user(api, db, BillingTier.FREE)
+        member, member_id, _ = await user(api, db, BillingTier.FREE)
+        created = await api.post("/api/v1/tenants", json={"name": "Crew"}, headers=owner.headers)
+        assert created.status_code == 201, created.text
+        team = uuid.UUID(created.json()["id"])
+        await db.set_tier(team, BillingTier.TEAM)
+        # As an accepted invitation does (the mailed flow is tests/tenants' business).
+        async with db.sessionmaker.begin() as session:
+            session.add(Membership(tenant_id=team, user_id=member_id, role=MembershipRole.MEMBER))
+        headers = {**member.headers, "X-Tenant-Id": str(team)}
+        for response in [
+            await client.get(ME, headers={**headers, "X-Forwarded-For": fresh_address()})
+            for client, _ in connections
+        ]:
+            assert response.status_code == 200, response.text  # every worker has cached it
+
+        client, worker = connections[0]
+        removed = await client.delete(
+            f"/api/v1/tenants/{team}/members/{member_id}", headers=owner.headers
+        )
+        assert removed.status_code == 204, removed.text
+        others = [(c, pid) for c, pid in connections if pid != worker]
+        assert others
+        after = [
+            await c.get(ME, headers={**headers, "X-Forwarded-For": fresh_address()})
+            for c, _ in others
+        ]
+        assert {r.status_code for r in after} == {403}, [r.text for r in after]
+        assert {r.json()["error"] for r in after} == {"not_a_member"}
 
 
 async def test_a_logout_on_one_worker_ends_the_token_on_every_other(

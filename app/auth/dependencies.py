@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.auth.access import AccessSource, authorize
+from app.auth.access import AccessSource
 from app.auth.security import InvalidToken, PasswordHasher, TokenCodec
 from app.errors import Forbidden, Unauthorized
 from app.models import BillingTier, MembershipRole, TenantKind
+from app.tenants.acting import TENANT_HEADER, authorize_in, requested_tenant
 
 bearer_scheme = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -72,11 +73,13 @@ async def access_claims(
 
 
 async def get_principal(
-    lookup: AccessLookupDep, claims: Annotated[dict, Depends(access_claims)]
+    request: Request, lookup: AccessLookupDep, claims: Annotated[dict, Depends(access_claims)]
 ) -> Principal:
     """Signed is not enough: the user must exist, be active, still belong to the
-    token's tenant, and the token must carry the user's current token version."""
-    access = await authorize(lookup, claims)
+    token's tenant (or to the one `X-Tenant-Id` names: app/tenants/acting.py), and the
+    token must carry the user's current token version."""
+    requested = requested_tenant(request.headers.get(TENANT_HEADER))
+    access = await authorize_in(lookup, claims, requested)
     if access is None:
         raise Unauthorized("Invalid or expired access token.", error="invalid_token")
     return Principal(

@@ -43,6 +43,7 @@ ALLOWED_HEADERS = (
     "Content-Type",
     "X-Request-ID",
     "X-Demo-Session-Id",
+    "X-Tenant-Id",
     "X-LLM-API-KEY",
     "X-Table",
     "X-Checksum",

@@ -8,6 +8,12 @@
 4. a browser fingerprint: SHA-256 over User-Agent, client IP, Accept-Language and a
    server-side salt (the inputs are never stored).
 
+A signed-in caller acts in the token's tenant, or in the workspace its `X-Tenant-Id`
+header (on the WebSocket, also `?tenant_id=`) names if the caller is a member of it
+now (app/tenants/acting.py): the rate limit, the quotas and credits, and every route
+then count and act in that one. A team workspace has one rate-limit window for all
+its members (`RATE_KEY`), sized per seat by the tier table.
+
 A credential that was presented decides: if it does not hold (a bad signature, an
 expired or revoked token, an unknown, expired or ended demo session) the caller is
 not anonymous but refused — `credential_refusal()`, a 401 (close 1008 on the
@@ -30,14 +36,15 @@ from urllib.parse import parse_qs
 
 from sqlalchemy import bindparam, select
 
-from app.auth.access import AccessLookup, AccessSource, authorize
+from app.auth.access import AccessLookup, AccessSource
 from app.auth.security import InvalidToken, TokenCodec
 from app.config import Settings
 from app.db import Database, read_once_retried
 from app.demo.session_ref import session_in_path
-from app.errors import Unauthorized
+from app.errors import AppError, Unauthorized
 from app.kit.client_ip import Network, client_ip
-from app.models import DemoSession, DemoSessionStatus
+from app.models import DemoSession, DemoSessionStatus, TenantKind
+from app.tenants.acting import TENANT_HEADER_KEY, authorize_in, requested_tenant
 from app.work import Identity, IdentityKind
 
 COOKIE_NAME = "demo_session_id"
@@ -63,6 +70,18 @@ class _Refused(Exception):
         self.message = message
 
 
+class _RefusedWith(Exception):
+    """A credential that holds, asking for what it may not (another's workspace)."""
+
+    def __init__(self, refusal: AppError) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+# Where a team member's requests are counted by the tier rate limit (`Identity.extra`).
+RATE_KEY = "rate_key"
+
+
 _BAD_TOKEN = ("invalid_token", "Invalid or expired access token.")
 _UNKNOWN_SESSION = ("invalid_demo_session", "Unknown demo session.")
 
@@ -70,15 +89,24 @@ _UNKNOWN_SESSION = ("invalid_demo_session", "Unknown demo session.")
 _COOKIE_KEY = COOKIE_NAME.encode()
 _COOKIE_PREFIX = _COOKIE_KEY + b"="
 # The only headers identity resolution reads (a request carries many more).
-_READ = frozenset((b"authorization", DEMO_HEADER, b"cookie", b"user-agent", b"accept-language"))
+_READ = frozenset(
+    (
+        b"authorization",
+        DEMO_HEADER,
+        TENANT_HEADER_KEY,
+        b"cookie",
+        b"user-agent",
+        b"accept-language",
+    )
+)
 
 
-_CREDENTIALS = frozenset((b"authorization", DEMO_HEADER))
+_CREDENTIALS = frozenset((b"authorization", DEMO_HEADER, TENANT_HEADER_KEY))
 # Marks a request that sent a credential header twice with different values.
 _AMBIGUOUS = b"\x00ambiguous"
 _AMBIGUOUS_CREDENTIALS = (
     "ambiguous_credentials",
-    "Send one Authorization header and at most one X-Demo-Session-Id header.",
+    "Send one Authorization header, and at most one X-Demo-Session-Id and one X-Tenant-Id.",
 )
 
 
@@ -107,6 +135,17 @@ def _bearer(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str | None:
         if values and values[0]:
             return values[0]
     return None
+
+
+def _tenant(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bytes | None:
+    """The workspace named by `X-Tenant-Id`, or on the WebSocket by `?tenant_id=` too
+    (browsers cannot set a header on a WebSocket)."""
+    value = headers.get(TENANT_HEADER_KEY)
+    if value is None and scope["type"] == "websocket":
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant_id")
+        if values and values[0]:
+            return values[0].encode("latin-1")
+    return value
 
 
 def _cookie(headers: dict[bytes, bytes]) -> str | None:
@@ -170,6 +209,14 @@ class IdentityResolver:
                 invalid_credentials=True,
                 extra={_REFUSAL: (refused.error, refused.message)},
             )
+        except _RefusedWith as refused:
+            return Identity(
+                IdentityKind.ANONYMOUS,
+                "invalid",
+                ip,
+                invalid_credentials=True,
+                extra={_REFUSAL: refused.refusal},
+            )
         if identity is not None:
             return identity
         visitor = _cookie(headers)
@@ -189,7 +236,7 @@ class IdentityResolver:
         if token is not None:
             if not token:
                 raise _Refused(*_BAD_TOKEN)
-            return await self._from_token(token, ip)
+            return await self._from_token(token, ip, _tenant(scope, headers))
         demo_id = headers.get(DEMO_HEADER, b"").strip()
         if demo_id:  # an empty header is no credential
             return await self._from_demo_session(demo_id.decode("latin-1"), ip)
@@ -201,17 +248,25 @@ class IdentityResolver:
                 return None  # the route answers for a session gone (404 / 410)
         return None
 
-    async def _from_token(self, token: str, ip: str) -> Identity:
+    async def _from_token(self, token: str, ip: str, tenant_header: bytes | None) -> Identity:
         try:
             claims = self.codec.decode(token, "access")
         except InvalidToken:
             return await self._from_demo_token(token, ip)
         # A signature is not enough: the user must still exist, be active, belong to the
-        # tenant and hold the token's version. If not, the caller's credentials are
-        # invalid (401 / 1008): neither the user nor a fresh anonymous quota.
-        access = await authorize(self.access, claims)
+        # tenant (the token's, or the one X-Tenant-Id names) and hold the token's
+        # version. If not, the caller's credentials are invalid (401 / 1008): neither
+        # the user nor a fresh anonymous quota.
+        try:
+            access = await authorize_in(self.access, claims, requested_tenant(tenant_header))
+        except AppError as refusal:  # a malformed header, or not a member (400 / 403)
+            raise _RefusedWith(refusal) from None
         if access is None:
             raise _Refused(*_BAD_TOKEN)
+        extra: dict[str, Any] = {}
+        if access.tenant_kind is TenantKind.TEAM:
+            # The team's limit (per seat) is the team's, shared by its members.
+            extra[RATE_KEY] = f"tenant:{access.tenant_id}"
         return Identity(
             IdentityKind.USER,
             f"user:{access.user_id}",
@@ -220,6 +275,7 @@ class IdentityResolver:
             seats=access.seats,
             user_id=access.user_id,
             tenant_id=access.tenant_id,
+            extra=extra,
         )
 
     async def _from_demo_token(self, token: str, ip: str) -> Identity:
@@ -252,9 +308,13 @@ class IdentityResolver:
         )
 
 
-def credential_refusal(identity: Identity) -> Unauthorized:
-    """The 401 for an identity whose presented credential did not hold."""
-    error, message = identity.extra.get(_REFUSAL, _BAD_TOKEN)
+def credential_refusal(identity: Identity) -> AppError:
+    """The 401 for an identity whose presented credential did not hold (or the 400 / 403
+    for a workspace it may not act in)."""
+    refusal = identity.extra.get(_REFUSAL, _BAD_TOKEN)
+    if isinstance(refusal, AppError):
+        return refusal
+    error, message = refusal
     return Unauthorized(message, error=error)
 
 

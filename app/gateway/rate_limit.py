@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.demo.session_ref import session_ref
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.gateway.identity import credential_refusal, set_cookie_header
+from app.gateway.identity import RATE_KEY, credential_refusal, set_cookie_header
 from app.gateway.responses import refuse
 from app.gateway.services import gateway_of, identity_of
 from app.kit.policy import RoutePolicies
@@ -45,7 +45,8 @@ def _per_minute(amount: int) -> RateLimitItemPerMinute:
 def window_key(identity: Identity) -> str:
     """The moving window an identity's requests count in."""
     if identity.kind is IdentityKind.USER:
-        return identity.subject
+        # A team workspace's members share its window (sized per seat).
+        return identity.extra.get(RATE_KEY, identity.subject)
     if identity.kind is IdentityKind.DEMO and identity.demo_session_id is not None:
         return f"demo:{session_ref(identity.demo_session_id)}"
     return f"ip:{identity.ip}"  # anonymous visitors, and credentials that did not hold

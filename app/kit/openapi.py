@@ -107,6 +107,18 @@ LLM_KEY_PARAMETER: dict[str, Any] = {
 }
 
 
+TENANT_PARAMETER: dict[str, Any] = {
+    "name": "X-Tenant-Id",
+    "in": "header",
+    "required": False,
+    "description": "The workspace the request acts in (an id from GET /api/v1/tenants); "
+    "without it, the access token's default (personal) workspace. Checked against the "
+    "caller's membership on every request: 403 `not_a_member` if the caller is not a member "
+    "(whether or not the workspace exists), 400 `invalid_tenant_header` if it is not an id.",
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
 def reads_llm_key() -> dict[str, Any]:
     """`openapi_extra` of a route outside the quota gate that reads `X-LLM-API-KEY`."""
     return {"parameters": [LLM_KEY_PARAMETER]}
