@@ -239,6 +239,8 @@ class Settings(BaseSettings):
     STRIPE_PRICE_TEAM: str = "price_team_monthly"
     STRIPE_SUCCESS_URL: str = "http://localhost:5173/billing/success"
     STRIPE_CANCEL_URL: str = "http://localhost:5173/billing/cancel"
+    # Where Stripe's customer portal sends the customer back to.
+    STRIPE_PORTAL_RETURN_URL: str = "http://localhost:5173/billing"
     # Empty: Stripe's own API. Set to point the client at a proxy or a local stand-in.
     STRIPE_API_BASE: str = ""
 

@@ -114,6 +114,7 @@ class StripeGateway:
         metadata: dict[str, str],
         customer_id: str | None,
         customer_email: str,
+        expires_at: int | None = None,
     ) -> CheckoutSession:
         if self._client is None:
             session_id = f"cs_stub_{uuid.uuid4().hex}"
@@ -132,6 +133,8 @@ class StripeGateway:
             # Copied onto the subscription, so its own events name the tenant too.
             "subscription_data": {"metadata": metadata},
         }
+        if expires_at is not None:
+            params["expires_at"] = expires_at
         if customer_id:
             params["customer"] = customer_id
         else:
@@ -151,6 +154,57 @@ class StripeGateway:
         except BadRequest:
             # Already canceled (or gone) at Stripe: the local cancellation still stands.
             log.warning("stripe subscription %s was already canceled", subscription_id)
+
+    async def change_subscription_price(
+        self,
+        subscription_id: str,
+        *,
+        price_id: str,
+        quantity: int,
+        proration_behavior: str,
+        metadata: dict[str, str],
+    ) -> dict[str, Any] | None:
+        """Move the subscription's one item to another price, in place; Stripe's updated
+        subscription as plain data (None in stub mode)."""
+        if self._client is None:
+            return None
+        current = await self._call(self._client.v1.subscriptions.retrieve, subscription_id)
+        items = current.to_dict().get("items", {}).get("data") or []
+        item: dict[str, Any] = {"price": price_id, "quantity": quantity}
+        if items:
+            # Naming the existing item replaces its price; without it Stripe would add one.
+            item["id"] = items[0]["id"]
+        updated = await self._call(
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            {
+                "items": [item],
+                "proration_behavior": proration_behavior,
+                "cancel_at_period_end": False,
+                "metadata": metadata,
+            },
+        )
+        return updated.to_dict()
+
+    async def set_cancel_at_period_end(self, subscription_id: str, value: bool) -> None:
+        if self._client is None:
+            return
+        await self._call(
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            {"cancel_at_period_end": value},
+        )
+
+    async def create_portal_session(self, customer_id: str, return_url: str) -> str:
+        """A Stripe customer portal link (a stub URL in stub mode)."""
+        if self._client is None:
+            separator = "&" if "?" in return_url else "?"
+            return f"{return_url}{separator}{urlencode({'stub_portal': customer_id})}"
+        session = await self._call(
+            self._client.v1.billing_portal.sessions.create,
+            {"customer": customer_id, "return_url": return_url},
+        )
+        return session.url
 
     async def create_transfer(
         self,

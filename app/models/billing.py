@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, Text, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Timestamps, UTCDateTime, UUIDPrimaryKey, enum_column, utcnow
@@ -33,6 +33,16 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # `created` of the newest Stripe event applied: older events never roll the row back.
     stripe_event_created: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Canceled at the end of the paid period: the tier holds until Stripe ends it.
+    cancel_at_period_end: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    # The one open Checkout for a tenant without a live subscription: a conditional
+    # UPDATE claims it, so concurrent checkouts never start a second subscription.
+    pending_checkout_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    pending_checkout_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pending_checkout_tier: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    pending_checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ProcessedStripeEvent(Base):

@@ -66,6 +66,7 @@ class CreditReason(StrEnum):
     RESERVE = "reserve"
     SETTLE = "settle"
     RELEASE = "release"
+    PLAN_UPGRADE = "plan_upgrade"
 
 
 class DemoSessionStatus(StrEnum):

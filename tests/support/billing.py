@@ -110,6 +110,33 @@ def _answer(method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str
             "url": f"https://checkout.stripe.test/c/pay/{session_id}",
             "client_reference_id": form.get("client_reference_id"),
         }
+    if path.startswith("/v1/subscriptions/") and method in ("GET", "POST"):
+        subscription_id = path.rsplit("/", 1)[1]
+        return 200, {
+            "id": subscription_id,
+            "object": "subscription",
+            "status": "active",
+            "cancel_at_period_end": form.get("cancel_at_period_end") == "true",
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": f"si_{subscription_id}",
+                        "object": "subscription_item",
+                        "price": {"id": form.get("items[0][price]", "price_current")},
+                        "quantity": int(form.get("items[0][quantity]", "1")),
+                        "current_period_end": int(time.time()) + 30 * 86400,
+                    }
+                ],
+            },
+        }
+    if method == "POST" and path == "/v1/billing_portal/sessions":
+        return 200, {
+            "id": f"bps_{uuid.uuid4().hex[:12]}",
+            "object": "billing_portal.session",
+            "customer": form.get("customer"),
+            "url": f"https://billing.stripe.test/p/session/{uuid.uuid4().hex[:12]}",
+        }
     if method == "DELETE" and path.startswith("/v1/subscriptions/"):
         return 200, {"id": path.rsplit("/", 1)[1], "object": "subscription", "status": "canceled"}
     if method == "POST" and path == "/v1/transfers":
