@@ -6,6 +6,10 @@
 - `credit_accounts.period_granted`: the largest grant given this period; an
   upgrade tops the balance up by the difference to the new tier's grant, once.
 - `credit_reason` gains `plan_upgrade` (the ledger row of such a top-up).
+- `plugin_purchases`: a paid plugin bought through a Stripe Checkout (payment mode);
+  one open purchase per (plugin, buyer) by a unique partial index.
+- `revenue_events.purchase_id` (one sale per purchase) and `reverses_id` (a refund's
+  or dispute's negative row, once per sale); `transfer_status` gains `reversed`.
 
 Revision ID: 011
 Revises: 009
@@ -47,6 +51,77 @@ def upgrade() -> None:
     if _is_postgresql():
         # Usable once this migration's transaction commits; nothing here uses it.
         op.execute("ALTER TYPE credit_reason ADD VALUE IF NOT EXISTS 'plan_upgrade'")
+    op.create_table(
+        "plugin_purchases",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("plugin_id", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("amount_cents", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("stripe_checkout_session_id", sa.String(length=255), nullable=True),
+        sa.Column("checkout_url", sa.Text(), nullable=True),
+        sa.Column("stripe_payment_intent_id", sa.String(length=255), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["plugin_id"],
+            ["plugins.id"],
+            name="fk_plugin_purchases_plugin_id_plugins",
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_plugin_purchases_user_id_users", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name="fk_plugin_purchases_tenant_id_tenants",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_plugin_purchases"),
+        sa.UniqueConstraint(
+            "stripe_checkout_session_id", name="uq_plugin_purchases_stripe_checkout_session_id"
+        ),
+    )
+    op.create_index(
+        "uq_plugin_purchases_open",
+        "plugin_purchases",
+        ["plugin_id", "user_id"],
+        unique=True,
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_plugin_purchases_payment_intent", "plugin_purchases", ["stripe_payment_intent_id"]
+    )
+    with op.batch_alter_table("revenue_events") as batch:
+        batch.add_column(sa.Column("purchase_id", sa.Uuid(), nullable=True))
+        batch.add_column(sa.Column("reverses_id", sa.Uuid(), nullable=True))
+        batch.create_unique_constraint("uq_revenue_events_purchase_id", ["purchase_id"])
+        batch.create_unique_constraint("uq_revenue_events_reverses_id", ["reverses_id"])
+        batch.create_foreign_key(
+            "fk_revenue_events_purchase_id_plugin_purchases",
+            "plugin_purchases",
+            ["purchase_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+        batch.create_foreign_key(
+            "fk_revenue_events_reverses_id_revenue_events",
+            "revenue_events",
+            ["reverses_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+    if _is_postgresql():
+        op.execute("ALTER TYPE transfer_status ADD VALUE IF NOT EXISTS 'reversed'")
     # The last grant given counts as granted (no double grant on upgrade).
     op.execute(
         "UPDATE credit_accounts SET period_granted = coalesce(("
@@ -58,7 +133,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # PostgreSQL cannot drop an enum value; 'plan_upgrade' stays in `credit_reason`.
+    # PostgreSQL cannot drop an enum value: 'plan_upgrade' and 'reversed' stay.
+    with op.batch_alter_table("revenue_events") as batch:
+        batch.drop_constraint("fk_revenue_events_reverses_id_revenue_events", type_="foreignkey")
+        batch.drop_constraint("fk_revenue_events_purchase_id_plugin_purchases", type_="foreignkey")
+        batch.drop_constraint("uq_revenue_events_reverses_id", type_="unique")
+        batch.drop_constraint("uq_revenue_events_purchase_id", type_="unique")
+        batch.drop_column("reverses_id")
+        batch.drop_column("purchase_id")
+    op.drop_index("ix_plugin_purchases_payment_intent", table_name="plugin_purchases")
+    op.drop_index("uq_plugin_purchases_open", table_name="plugin_purchases")
+    op.drop_table("plugin_purchases")
     with op.batch_alter_table("credit_accounts") as batch:
         batch.drop_column("period_granted")
     with op.batch_alter_table("subscriptions") as batch:

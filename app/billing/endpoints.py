@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Query, Request
+from fastapi import Header, Path, Query, Request
 
 from app.auth.dependencies import CurrentPrincipal
 from app.billing.dependencies import BillingServiceDep
@@ -116,3 +116,20 @@ async def portal(principal: CurrentPrincipal, service: BillingServiceDep) -> Por
     """A link to Stripe's customer portal (invoices, payment methods); a stub URL in stub
     mode. 409 while the workspace has never subscribed."""
     return await service.portal(principal)
+
+
+@router.post(
+    "/stub-checkout/{session_id}",
+    response_model=WebhookAck,
+    summary="Complete a paid plugin's stub Checkout (stub mode only)",
+    responses=error_responses(401, 404, 503),
+)
+async def complete_stub_checkout(
+    session_id: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^cs_stub_[0-9a-f]+$")],
+    principal: CurrentPrincipal,
+    service: BillingServiceDep,
+) -> WebhookAck:
+    """Without a Stripe key, a paid plugin's `checkout_url` is this path: the buyer POSTs
+    it to "pay", and the signed `checkout.session.completed` Stripe would send goes
+    through the webhook (the install and the sale follow, once). 404 in live mode."""
+    return await service.complete_stub_checkout(principal, session_id)

@@ -155,6 +155,20 @@ class SubscriptionRepository(Repository[Subscription]):
             .execution_options(synchronize_session=False)
         )
 
+    async def release_checkout(self, session_id: str) -> None:
+        """An expired Checkout frees the tenant's claim at once."""
+        await self.session.execute(
+            update(Subscription)
+            .where(Subscription.pending_checkout_id == session_id)
+            .values(
+                pending_checkout_id=None,
+                pending_checkout_url=None,
+                pending_checkout_tier=None,
+                pending_checkout_expires_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
     async def set_cancel_at_period_end(self, tenant_id: uuid.UUID, value: bool) -> None:
         await self.session.execute(
             update(Subscription)

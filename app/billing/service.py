@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -21,9 +22,11 @@ from app.billing.tiers import TIER_ORDER, TierTable
 from app.config import Settings
 from app.credits.repository import top_up_to_grant
 from app.credits.service import current_period
-from app.errors import BadRequest, Conflict, Forbidden, ServiceUnavailable
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from app.kit.text import find_bad_json
+from app.marketplace.service import MarketplaceService
 from app.models import BillingTier, MembershipRole, Subscription, SubscriptionStatus
+from app.models.marketplace import PurchaseStatus
 from app.tenants.repository import TenantRepository
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,10 @@ class BillingService:
             "customer.subscription.updated": self._subscription_updated,
             "customer.subscription.deleted": self._subscription_deleted,
             "invoice.payment_failed": self._payment_failed,
+            "checkout.session.async_payment_succeeded": self._checkout_completed,
+            "checkout.session.expired": self._checkout_expired,
+            "charge.refunded": self._charge_refunded,
+            "charge.dispute.created": self._charge_disputed,
         }
 
     # --- the caller's subscription ---------------------------------------------------
@@ -414,8 +421,17 @@ class BillingService:
             await handler(_dict(_dict(event.get("data")).get("object")), created)
         return WebhookAck(duplicate=False)
 
+    def _marketplace(self) -> MarketplaceService:
+        return MarketplaceService(self.session, self.stripe)
+
     async def _checkout_completed(self, obj: dict[str, Any], created: int) -> None:
         metadata = _dict(obj.get("metadata"))
+        if obj.get("mode") == "payment":
+            # A one-off payment: a paid plugin's purchase.
+            await self._marketplace().purchase_paid(obj)
+            return
+        if obj.get("payment_status") == "unpaid":
+            return  # the subscription starts with `async_payment_succeeded`
         tenant_id = _uuid(obj.get("client_reference_id")) or _uuid(metadata.get("tenant_id"))
         tier = _tier(metadata.get("tier"))
         if tenant_id is None or tier is None or tier == BillingTier.FREE:
@@ -454,6 +470,66 @@ class BillingService:
             await self.subscriptions.release_subscription_id(subscription_id, tenant_id)
             values["stripe_subscription_id"] = subscription_id
         await self._apply(tenant_id, created, values, "checkout.session.completed")
+
+    async def _checkout_expired(self, obj: dict[str, Any], created: int) -> None:
+        if obj.get("mode") == "payment":
+            await self._marketplace().purchase_expired(obj)
+            return
+        if session_id := _stripe_id(obj.get("id")):
+            await self.subscriptions.release_checkout(session_id)
+
+    async def _charge_refunded(self, obj: dict[str, Any], created: int) -> None:
+        await self._marketplace().purchase_reversed(obj, PurchaseStatus.REFUNDED)
+
+    async def _charge_disputed(self, obj: dict[str, Any], created: int) -> None:
+        await self._marketplace().purchase_reversed(obj, PurchaseStatus.DISPUTED)
+
+    async def complete_stub_checkout(self, principal: Principal, session_id: str) -> WebhookAck:
+        """Stub mode: the buyer "pays" a purchase's stub Checkout. The signed
+        `checkout.session.completed` Stripe would send goes through the webhook."""
+        if self.stripe.live:
+            raise NotFound("No such checkout.", error="checkout_not_found")
+        purchase = await MarketplaceService(self.session, self.stripe).plugins.purchase_by_session(
+            session_id
+        )
+        if purchase is None or purchase.user_id != principal.user.id:
+            raise NotFound("No such checkout.", error="checkout_not_found")
+        payload = json.dumps(
+            {
+                "id": f"evt_stub_{uuid.uuid4().hex}",
+                "object": "event",
+                "type": "checkout.session.completed",
+                "created": int(time.time()),
+                "livemode": False,
+                "data": {
+                    "object": {
+                        "id": session_id,
+                        "object": "checkout.session",
+                        "mode": "payment",
+                        "payment_status": "paid",
+                        "amount_total": purchase.amount_cents,
+                        "currency": purchase.currency.lower(),
+                        "client_reference_id": str(purchase.tenant_id),
+                        "payment_intent": f"pi_stub_{purchase.id.hex}",
+                        "metadata": {
+                            "kind": "plugin_purchase",
+                            "purchase_id": str(purchase.id),
+                            "plugin_id": purchase.plugin_id,
+                            "tenant_id": str(purchase.tenant_id),
+                            "user_id": str(purchase.user_id),
+                        },
+                    }
+                },
+            }
+        ).encode()
+        try:
+            signature = self.stripe.stub_signature(payload)
+        except WebhookNotConfigured as exc:
+            raise ServiceUnavailable(
+                "Stripe webhooks are not configured on this server.",
+                error="webhook_not_configured",
+            ) from exc
+        return await self.handle_webhook(payload, signature)
 
     async def _subscription_updated(self, obj: dict[str, Any], created: int) -> None:
         subscription_id = _stripe_id(obj.get("id"))

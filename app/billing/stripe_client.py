@@ -7,6 +7,8 @@ is synchronous, so every call runs in a worker thread.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 import uuid
@@ -105,6 +107,16 @@ class StripeGateway:
             raise InvalidWebhook("payload is not a Stripe event")
         return data
 
+    def stub_signature(self, payload: bytes) -> str:
+        """Stub mode: the `Stripe-Signature` Stripe would put on `payload`."""
+        secret = self._settings.STRIPE_WEBHOOK_SECRET
+        if not secret:
+            raise WebhookNotConfigured
+        t = int(time.time())
+        signed = f"{t}.".encode() + payload
+        digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        return f"t={t},v1={digest}"
+
     async def create_checkout_session(
         self,
         *,
@@ -154,6 +166,62 @@ class StripeGateway:
         except BadRequest:
             # Already canceled (or gone) at Stripe: the local cancellation still stands.
             log.warning("stripe subscription %s was already canceled", subscription_id)
+
+    async def create_payment_checkout(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        product_name: str,
+        tenant_id: uuid.UUID,
+        metadata: dict[str, str],
+        customer_email: str,
+        expires_at: int,
+        stub_url: str,
+    ) -> CheckoutSession:
+        """A one-off payment Checkout (a paid plugin). In stub mode the session id is
+        completed by `stub_url` + the id (the stub emits the signed webhook)."""
+        if self._client is None:
+            session_id = f"cs_stub_{uuid.uuid4().hex}"
+            return CheckoutSession(session_id, f"{stub_url}/{session_id}")
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount_cents,
+                        "product_data": {"name": product_name},
+                    },
+                }
+            ],
+            "success_url": self._settings.STRIPE_SUCCESS_URL,
+            "cancel_url": self._settings.STRIPE_CANCEL_URL,
+            "client_reference_id": str(tenant_id),
+            "customer_email": customer_email,
+            "metadata": metadata,
+            # Copied onto the payment (and its charge): refunds and disputes name it too.
+            "payment_intent_data": {"metadata": metadata},
+            "expires_at": expires_at,
+        }
+        session = await self._call(self._client.v1.checkout.sessions.create, params)
+        if not session.url:
+            raise ServiceUnavailable(
+                "The payment provider returned no checkout URL.", error="payment_provider_error"
+            )
+        return CheckoutSession(session.id, session.url)
+
+    async def reverse_transfer(self, transfer_id: str, *, idempotency_key: str) -> None:
+        """Take a paid developer share back (a refunded or disputed sale)."""
+        if self._client is None:
+            return
+        await self._call(
+            self._client.v1.transfers.reversals.create,
+            transfer_id,
+            {},
+            {"idempotency_key": idempotency_key},
+        )
 
     async def change_subscription_price(
         self,

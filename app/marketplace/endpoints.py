@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, Query, status
+from fastapi import Body, Query, Response, status
 
 from app.auth.dependencies import AdminUser, CurrentUser
 from app.errors import error_response, error_responses
@@ -107,14 +107,30 @@ async def detail(
 @plugins_router.post(
     "/{plugin_id}/install",
     response_model=InstallResult,
-    summary="Install a plugin",
-    responses=error_responses(401, 403, 404, 422),
+    summary="Install a plugin (a paid one is bought first)",
+    responses={
+        202: {
+            "model": InstallResult,
+            "description": "A paid plugin not yet bought: pay at `checkout_url`; the install "
+            "and the sale are recorded when the payment completes.",
+        },
+        **error_responses(401, 403, 404, 409, 422),
+    },
 )
 async def install(
-    plugin_id: PluginId, principal: MarketplacePrincipal, service: MarketplaceServiceDep
+    plugin_id: PluginId,
+    principal: MarketplacePrincipal,
+    service: MarketplaceServiceDep,
+    response: Response,
 ) -> InstallResult:
-    """Install a plugin (idempotent); a paid plugin's first install records its sale."""
-    return await service.install(plugin_id, principal)
+    """Install a plugin (idempotent). A paid plugin the user has not bought answers 202
+    with a Stripe Checkout (payment mode) for the buyer's workspace; the same open
+    Checkout is returned until it is paid or expires. Authors cannot buy their own
+    plugin (409)."""
+    result = await service.install(plugin_id, principal)
+    if result.checkout_url is not None:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result
 
 
 @plugins_router.delete(

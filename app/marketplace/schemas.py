@@ -90,12 +90,21 @@ class RevenueRead(BaseModel):
 
 class InstallResult(BaseModel):
     plugin_id: str
-    installed: bool = True
+    installed: bool = Field(
+        True, description="False while a paid plugin waits for its payment (HTTP 202)."
+    )
     newly_installed: bool = Field(description="False when the plugin was already installed.")
     install_count: int
     revenue: RevenueRead | None = Field(
         None, description="The sale recorded for a paid plugin's first install."
     )
+    checkout_url: str | None = Field(
+        None,
+        description="A paid plugin not yet bought: pay here (Stripe Checkout; in stub mode "
+        "`POST` this path to complete the payment). The plugin is installed when the "
+        "payment completes.",
+    )
+    purchase_id: uuid.UUID | None = None
 
 
 class RatingRequest(BaseModel):

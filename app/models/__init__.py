@@ -20,6 +20,7 @@ from app.models.enums import (
 from app.models.marketplace import (
     Plugin,
     PluginInstallation,
+    PluginPurchase,
     PluginRating,
     PluginReview,
     RevenueEvent,
@@ -54,6 +55,7 @@ __all__ = [
     "PlanRun",
     "Plugin",
     "PluginInstallation",
+    "PluginPurchase",
     "PluginRating",
     "PluginReview",
     "PluginStatus",

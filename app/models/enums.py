@@ -48,6 +48,7 @@ class TransferStatus(StrEnum):
     CREATED = "created"
     FAILED = "failed"
     NOT_REQUIRED = "not_required"
+    REVERSED = "reversed"  # the sale was refunded or disputed before its share was paid
 
 
 class QuotaKind(StrEnum):

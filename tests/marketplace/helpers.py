@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from app.models import BillingTier, Plugin, PluginInstallation, PluginStatus, RevenueEvent, User
 from app.models.base import utcnow
+from tests.support.billing import StripeStandIn, stripe_event
 from tests.support.builders import Account, register, set_tier, tenant_id_of
 
 
@@ -98,3 +99,55 @@ async def set_connect_account(app: FastAPI, user_id: uuid.UUID, account: str | N
             update(User).where(User.id == user_id).values(stripe_connect_account_id=account)
         )
         await session.commit()
+
+
+async def buy(client: httpx.AsyncClient, buyer: Account, plugin_id: str) -> dict[str, Any]:
+    """Stub mode: install a paid plugin the way a buyer does. The install answers 202
+    with a Checkout; POSTing its stub URL "pays" (the signed webhook follows)."""
+    response = await client.post(f"/api/v1/plugins/{plugin_id}/install", headers=buyer.headers)
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["installed"] is False
+    paid = await client.post(started["checkout_url"], headers=buyer.headers)
+    assert paid.status_code == 200, paid.text
+    assert paid.json() == {"received": True, "duplicate": False}
+    return started
+
+
+def payment_completed(stand_in: StripeStandIn, checkout_url: str, **overrides: Any) -> str:
+    """The `checkout.session.completed` Stripe sends once the buyer paid the Checkout the
+    app created at the stand-in (its amount, currency and metadata as sent)."""
+    session_id = checkout_url.rsplit("/", 1)[1]
+    purchase_id = stand_in.sessions[session_id]
+    (form,) = [
+        c.form
+        for c in stand_in.calls("POST", "/v1/checkout/sessions")
+        if c.form.get("metadata[purchase_id]") == purchase_id
+    ]
+    metadata = {
+        key[len("metadata[") : -1]: value
+        for key, value in form.items()
+        if key.startswith("metadata[")
+    }
+    obj: dict[str, Any] = {
+        "id": session_id,
+        "object": "checkout.session",
+        "mode": "payment",
+        "payment_status": "paid",
+        "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
+        "currency": form["line_items[0][price_data][currency]"],
+        "client_reference_id": form["client_reference_id"],
+        "payment_intent": f"pi_{session_id[-12:]}",
+        "metadata": metadata,
+    }
+    obj.update(overrides)
+    return stripe_event("checkout.session.completed", obj)
+
+
+def charge_event(event_type: str, payment_intent: str, **fields: Any) -> str:
+    if event_type == "charge.refunded":
+        obj = {"id": f"ch_{payment_intent[3:]}", "object": "charge", "refunded": True}
+    else:
+        obj = {"id": f"dp_{payment_intent[3:]}", "object": "dispute"}
+    obj.update({"payment_intent": payment_intent, **fields})
+    return stripe_event(event_type, obj)

@@ -95,14 +95,20 @@ class StripeStandIn:
     url: str
     requests: list[RecordedRequest] = field(default_factory=list)
     fail_with: int | None = None
+    # Checkout session id -> the purchase id in its metadata (payment mode).
+    sessions: dict[str, str] = field(default_factory=dict)
 
     def calls(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
 
 
-def _answer(method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+def _answer(
+    stand_in: StripeStandIn, method: str, path: str, form: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
     if method == "POST" and path == "/v1/checkout/sessions":
         session_id = f"cs_test_{uuid.uuid4().hex[:12]}"
+        if "metadata[purchase_id]" in form:
+            stand_in.sessions[session_id] = form["metadata[purchase_id]"]
         return 200, {
             "id": session_id,
             "object": "checkout.session",
@@ -139,6 +145,12 @@ def _answer(method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str
         }
     if method == "DELETE" and path.startswith("/v1/subscriptions/"):
         return 200, {"id": path.rsplit("/", 1)[1], "object": "subscription", "status": "canceled"}
+    if method == "POST" and path.startswith("/v1/transfers/") and path.endswith("/reversals"):
+        return 200, {
+            "id": f"trr_{uuid.uuid4().hex[:12]}",
+            "object": "transfer_reversal",
+            "transfer": path.split("/")[3],
+        }
     if method == "POST" and path == "/v1/transfers":
         return 200, {
             "id": f"tr_{uuid.uuid4().hex[:12]}",
@@ -169,7 +181,7 @@ def stripe_stand_in() -> Iterator[StripeStandIn]:
                     {"error": {"type": "api_error", "message": "stand-in failure"}},
                 )
             else:
-                status, payload = _answer(self.command, path, form)
+                status, payload = _answer(stand_in, self.command, path, form)
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
