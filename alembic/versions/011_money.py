@@ -10,6 +10,8 @@
   one open purchase per (plugin, buyer) by a unique partial index.
 - `revenue_events.purchase_id` (one sale per purchase) and `reverses_id` (a refund's
   or dispute's negative row, once per sale); `transfer_status` gains `reversed`.
+- `byok_provider_uses`: the providers a workspace used with its own key each month
+  (the tier's provider count).
 
 Revision ID: 011
 Revises: 009
@@ -120,6 +122,27 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+    op.create_table(
+        "byok_provider_uses",
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("period", sa.String(length=7), nullable=False),
+        sa.Column("slot", sa.Integer(), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name="fk_byok_provider_uses_tenant_id_tenants",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tenant_id", "period", "slot", name="pk_byok_provider_uses"),
+        sa.UniqueConstraint(
+            "tenant_id",
+            "period",
+            "provider",
+            name="uq_byok_provider_uses_tenant_id_period_provider",
+        ),
+    )
     if _is_postgresql():
         op.execute("ALTER TYPE transfer_status ADD VALUE IF NOT EXISTS 'reversed'")
     # The last grant given counts as granted (no double grant on upgrade).
@@ -134,6 +157,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # PostgreSQL cannot drop an enum value: 'plan_upgrade' and 'reversed' stay.
+    op.drop_table("byok_provider_uses")
     with op.batch_alter_table("revenue_events") as batch:
         batch.drop_constraint("fk_revenue_events_reverses_id_revenue_events", type_="foreignkey")
         batch.drop_constraint("fk_revenue_events_purchase_id_plugin_purchases", type_="foreignkey")

@@ -2,7 +2,7 @@
 
 from app.models.auth import AccountToken, AccountTokenPurpose, RefreshToken
 from app.models.base import Base
-from app.models.billing import ProcessedStripeEvent, Subscription
+from app.models.billing import ByokProviderUse, ProcessedStripeEvent, Subscription
 from app.models.demo import DemoExample, DemoSession
 from app.models.enums import (
     BillingTier,
@@ -42,6 +42,7 @@ __all__ = [
     "BackupMetadata",
     "Base",
     "BillingTier",
+    "ByokProviderUse",
     "ConcurrencyLease",
     "CreditAccount",
     "CreditLedgerEntry",
