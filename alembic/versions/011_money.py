@@ -10,6 +10,9 @@
   one open purchase per (plugin, buyer) by a unique partial index.
 - `revenue_events.purchase_id` (one sale per purchase) and `reverses_id` (a refund's
   or dispute's negative row, once per sale); `transfer_status` gains `reversed`.
+- Payouts: `connect_accounts` (a developer's Stripe Connect account and whether it is
+  payable), the retry bookkeeping of `revenue_events` (`transfer_attempts`,
+  `next_transfer_at`, `transfer_error`), and `transfer_status` gains `pending`.
 - `byok_provider_uses`: the providers a workspace used with its own key each month
   (the tier's provider count).
 
@@ -143,8 +146,33 @@ def upgrade() -> None:
             name="uq_byok_provider_uses_tenant_id_period_provider",
         ),
     )
+    op.create_table(
+        "connect_accounts",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("stripe_account_id", sa.String(length=255), nullable=False),
+        sa.Column("payable", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("stripe_event_created", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_connect_accounts_user_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name="pk_connect_accounts"),
+        sa.UniqueConstraint("stripe_account_id", name="uq_connect_accounts_stripe_account_id"),
+    )
+    with op.batch_alter_table("revenue_events") as batch:
+        batch.add_column(
+            sa.Column("transfer_attempts", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch.add_column(sa.Column("next_transfer_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("transfer_error", sa.String(length=200), nullable=True))
     if _is_postgresql():
         op.execute("ALTER TYPE transfer_status ADD VALUE IF NOT EXISTS 'reversed'")
+        op.execute("ALTER TYPE transfer_status ADD VALUE IF NOT EXISTS 'pending'")
     # The last grant given counts as granted (no double grant on upgrade).
     op.execute(
         "UPDATE credit_accounts SET period_granted = coalesce(("
@@ -156,8 +184,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # PostgreSQL cannot drop an enum value: 'plan_upgrade' and 'reversed' stay.
+    # PostgreSQL cannot drop an enum value: 'plan_upgrade', 'reversed', 'pending' stay.
     op.drop_table("byok_provider_uses")
+    with op.batch_alter_table("revenue_events") as batch:
+        batch.drop_column("transfer_error")
+        batch.drop_column("next_transfer_at")
+        batch.drop_column("transfer_attempts")
+    op.drop_table("connect_accounts")
     with op.batch_alter_table("revenue_events") as batch:
         batch.drop_constraint("fk_revenue_events_reverses_id_revenue_events", type_="foreignkey")
         batch.drop_constraint("fk_revenue_events_purchase_id_plugin_purchases", type_="foreignkey")

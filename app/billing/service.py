@@ -24,6 +24,7 @@ from app.credits.repository import top_up_to_grant
 from app.credits.service import current_period
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from app.kit.text import find_bad_json
+from app.marketplace.payouts import Payouts
 from app.marketplace.service import MarketplaceService
 from app.models import BillingTier, MembershipRole, Subscription, SubscriptionStatus
 from app.models.marketplace import PurchaseStatus
@@ -149,6 +150,7 @@ class BillingService:
             "checkout.session.expired": self._checkout_expired,
             "charge.refunded": self._charge_refunded,
             "charge.dispute.created": self._charge_disputed,
+            "account.updated": self._account_updated,
         }
 
     # --- the caller's subscription ---------------------------------------------------
@@ -477,6 +479,9 @@ class BillingService:
             return
         if session_id := _stripe_id(obj.get("id")):
             await self.subscriptions.release_checkout(session_id)
+
+    async def _account_updated(self, obj: dict[str, Any], created: int) -> None:
+        await Payouts(self.session, self.stripe).account_updated(obj, created)
 
     async def _charge_refunded(self, obj: dict[str, Any], created: int) -> None:
         await self._marketplace().purchase_reversed(obj, PurchaseStatus.REFUNDED)

@@ -292,10 +292,56 @@ class StripeGateway:
                 "currency": currency.lower(),
                 "destination": destination,
                 "metadata": metadata,
+                # The group names the sale: a retry past the idempotency key's lifetime
+                # finds the transfer that already went out (`find_transfer`).
+                "transfer_group": idempotency_key,
             },
             {"idempotency_key": idempotency_key},
         )
         return TransferResult(transfer.id, live=True)
+
+    async def find_transfer(self, transfer_group: str) -> str | None:
+        """The id of a transfer already made for `transfer_group` (None: none, or stub)."""
+        if self._client is None:
+            return None
+        found = await self._call(
+            self._client.v1.transfers.list, {"transfer_group": transfer_group, "limit": 1}
+        )
+        data = found.data
+        return data[0].id if data else None
+
+    async def create_connect_account(self, *, user_id: uuid.UUID, email: str) -> str:
+        """A Stripe Connect (Express) account for a developer; the same one on a retry."""
+        if self._client is None:
+            return f"acct_stub_{user_id.hex[:16]}"
+        account = await self._call(
+            self._client.v1.accounts.create,
+            {
+                "type": "express",
+                "email": email,
+                "capabilities": {"transfers": {"requested": True}},
+                "metadata": {"user_id": str(user_id)},
+            },
+            {"idempotency_key": f"connect-account-{user_id}"},
+        )
+        return account.id
+
+    async def create_account_link(self, account_id: str) -> str:
+        """Stripe's hosted onboarding for the account (a stub URL in stub mode)."""
+        return_url = self._settings.STRIPE_CONNECT_RETURN_URL
+        if self._client is None:
+            separator = "&" if "?" in return_url else "?"
+            return f"{return_url}{separator}{urlencode({'stub_account': account_id})}"
+        link = await self._call(
+            self._client.v1.account_links.create,
+            {
+                "account": account_id,
+                "refresh_url": self._settings.STRIPE_CONNECT_REFRESH_URL,
+                "return_url": return_url,
+                "type": "account_onboarding",
+            },
+        )
+        return link.url
 
     async def _call(self, method: Any, *args: Any) -> Any:
         try:

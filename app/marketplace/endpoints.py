@@ -2,14 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, Query, Response, status
+from fastapi import Body, Query, Request, Response, status
 
 from app.auth.dependencies import AdminUser, CurrentUser
+from app.billing.dependencies import StripeDep
+from app.db import SessionDep
 from app.errors import error_response, error_responses
 from app.kit.routing import DomainRouter
 from app.marketplace.dependencies import MarketplacePrincipal, MarketplaceServiceDep, PluginId
+from app.marketplace.payouts import Payouts
 from app.marketplace.schemas import (
     CatalogSort,
+    ConnectResponse,
     EarningsReport,
     InstallResult,
     PendingPage,
@@ -187,6 +191,26 @@ async def review(
     return await service.review(plugin_id, body.decision, body.notes, admin)
 
 
+developers_router = DomainRouter(prefix="/developers", tags=["marketplace"])
+
+
+@developers_router.post(
+    "/connect",
+    response_model=ConnectResponse,
+    summary="Onboard to Stripe Connect to be paid for plugin sales",
+    responses=error_responses(401, 503),
+)
+async def connect(
+    request: Request, user: CurrentUser, session: SessionDep, stripe: StripeDep
+) -> ConnectResponse:
+    """The caller's Stripe Connect account (created on the first call) and a fresh link
+    to Stripe's hosted onboarding (a stub URL in stub mode). Shares are transferred only
+    once Stripe reports the account payable (`account.updated`); until then they stay
+    `pending` in `GET /plugins/earnings` and the payout job pays them afterwards."""
+    return await Payouts(session, stripe).connect(user, is_sqlite=request.app.state.db.is_sqlite)
+
+
 router = DomainRouter()
 router.include_router(plugins_router)
 router.include_router(admin_router)
+router.include_router(developers_router)

@@ -20,7 +20,7 @@ from app.models import (
     PluginReview,
     PluginStatus,
     RevenueEvent,
-    User,
+    TransferStatus,
 )
 from app.models.base import utcnow
 from app.models.marketplace import PurchaseStatus
@@ -318,15 +318,32 @@ class PluginRepository(Repository[Plugin]):
             select(RevenueEvent).where(RevenueEvent.purchase_id == purchase_id)
         )
 
-    async def connect_account_of(self, user_id: uuid.UUID) -> str | None:
-        return await self.session.scalar(
-            select(User.stripe_connect_account_id).where(User.id == user_id)
-        )
-
     async def add_revenue(self, event: RevenueEvent) -> RevenueEvent:
         self.session.add(event)
         await self.session.flush()
         return event
+
+    async def payouts(
+        self, developer_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[tuple[TransferStatus, str, int, int]]:
+        """The period's sales (not their reversals) by payout state."""
+        rows = await self.session.execute(
+            select(
+                RevenueEvent.transfer_status,
+                RevenueEvent.currency,
+                func.count(),
+                func.sum(RevenueEvent.developer_share_cents),
+            )
+            .where(
+                RevenueEvent.developer_id == developer_id,
+                RevenueEvent.amount_cents > 0,
+                RevenueEvent.created_at >= start,
+                RevenueEvent.created_at < end,
+            )
+            .group_by(RevenueEvent.transfer_status, RevenueEvent.currency)
+            .order_by(RevenueEvent.transfer_status, RevenueEvent.currency)
+        )
+        return [(status, currency, int(n), int(share)) for status, currency, n, share in rows]
 
     async def earnings(
         self, developer_id: uuid.UUID, start: datetime, end: datetime

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.dependencies import Principal
 from app.auth.verification import VerifiedFeature, require_verified_email
 from app.billing.stripe_client import StripeGateway
-from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.marketplace.checklist import run_checklist
+from app.marketplace.payouts import Payouts
 from app.marketplace.repository import PluginRepository
 from app.marketplace.schemas import (
     PAGE_SIZE,
@@ -26,6 +27,7 @@ from app.marketplace.schemas import (
     EarningsReport,
     EarningsTotal,
     InstallResult,
+    PayoutLine,
     PendingPage,
     PluginDetail,
     PluginPage,
@@ -56,6 +58,14 @@ PERIOD_PATTERN = re.compile(r"(\d{4})(?:-(\d{2}))?", re.ASCII)
 EARNINGS_YEARS = range(1970, 3000)
 # A purchase's Checkout lives as long as Stripe's shortest (30 minutes) and a bit.
 PURCHASE_LIFETIME = timedelta(minutes=31)
+# How a sale's `transfer_status` reads in the earnings report.
+PAYOUT_STATES = {
+    TransferStatus.PENDING: "pending",
+    TransferStatus.CREATED: "paid",
+    TransferStatus.FAILED: "failed",
+    TransferStatus.REVERSED: "reversed",
+    TransferStatus.STUBBED: "stubbed",
+}
 # In stub mode a purchase's Checkout is completed by POSTing to this path + its id.
 STUB_CHECKOUT_PATH = "/api/v1/billing/stub-checkout"
 
@@ -412,7 +422,7 @@ class MarketplaceService:
             await self.stripe.reverse_transfer(
                 sale.stripe_transfer_id, idempotency_key=f"reversal-{sale.id}"
             )
-        elif sale.transfer_status == TransferStatus.FAILED:
+        elif sale.transfer_status in (TransferStatus.FAILED, TransferStatus.PENDING):
             sale.transfer_status = TransferStatus.REVERSED  # never to be paid out now
         await self.plugins.add_revenue(
             RevenueEvent(
@@ -425,6 +435,7 @@ class MarketplaceService:
                 developer_share_cents=-sale.developer_share_cents,
                 platform_share_cents=-sale.platform_share_cents,
                 transfer_status=TransferStatus.NOT_REQUIRED,
+                transfer_attempts=0,
                 reverses_id=sale.id,
             )
         )
@@ -442,6 +453,7 @@ class MarketplaceService:
             developer_share_cents=developer_share,
             platform_share_cents=platform_share,
             transfer_status=TransferStatus.NOT_REQUIRED,
+            transfer_attempts=0,
             purchase_id=purchase.id,
         )
         if plugin.author_id is not None and developer_share > 0:
@@ -450,34 +462,8 @@ class MarketplaceService:
         return RevenueRead.model_validate(event)
 
     async def _transfer(self, event: RevenueEvent, developer_id: uuid.UUID) -> None:
-        """The developer's share through Stripe Connect; the sale is recorded whatever happens."""
-        if not self.stripe.live:
-            event.transfer_status = TransferStatus.STUBBED
-            return
-        destination = await self.plugins.connect_account_of(developer_id)
-        if not destination:
-            log.warning(
-                "developer %s has no Stripe Connect account; transfer for sale %s pending",
-                developer_id,
-                event.id,
-            )
-            event.transfer_status = TransferStatus.FAILED
-            return
-        try:
-            result = await self.stripe.create_transfer(
-                amount_cents=event.developer_share_cents,
-                currency=event.currency,
-                destination=destination,
-                # Same key on a retry of this sale: Stripe pays out once.
-                idempotency_key=f"revenue-{event.id}",
-                metadata={"revenue_event_id": str(event.id), "plugin_id": event.plugin_id},
-            )
-        except AppError:
-            log.warning("transfer for sale %s failed; recorded for a later payout", event.id)
-            event.transfer_status = TransferStatus.FAILED
-            return
-        event.transfer_status = TransferStatus.CREATED
-        event.stripe_transfer_id = result.id
+        """The developer's share: to a payable Connect account now, else by the payout job."""
+        await Payouts(self.session, self.stripe).pay(event)
 
     # --- ratings --------------------------------------------------------------------------
 
@@ -539,6 +525,25 @@ class MarketplaceService:
             total.amount_cents += line.amount_cents
             total.developer_share_cents += line.developer_share_cents
             total.platform_share_cents += line.platform_share_cents
+        account = await Payouts(self.session, self.stripe).status(developer.id)
+        payouts = [
+            PayoutLine(
+                status=PAYOUT_STATES[status],
+                currency=currency,
+                sales=sales,
+                developer_share_cents=share,
+            )
+            for status, currency, sales, share in await self.plugins.payouts(
+                developer.id, start, end
+            )
+            if status in PAYOUT_STATES
+        ]
         return EarningsReport(
-            period=label, start=start, end=end, totals=list(totals.values()), plugins=lines
+            period=label,
+            start=start,
+            end=end,
+            totals=list(totals.values()),
+            plugins=lines,
+            payouts=payouts,
+            payable=bool(account and account.payable),
         )

@@ -18,6 +18,7 @@ from app.models.enums import (
     TransferStatus,
 )
 from app.models.marketplace import (
+    ConnectAccount,
     Plugin,
     PluginInstallation,
     PluginPurchase,
@@ -44,6 +45,7 @@ __all__ = [
     "BillingTier",
     "ByokProviderUse",
     "ConcurrencyLease",
+    "ConnectAccount",
     "CreditAccount",
     "CreditLedgerEntry",
     "CreditReason",

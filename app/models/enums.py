@@ -44,6 +44,9 @@ class ReviewDecision(StrEnum):
 
 
 class TransferStatus(StrEnum):
+    """The developer share's payout: `created` is paid (a Stripe transfer exists)."""
+
+    PENDING = "pending"  # waiting for the developer's payable Connect account or the job
     STUBBED = "stubbed"
     CREATED = "created"
     FAILED = "failed"

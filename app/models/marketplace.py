@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -150,6 +152,12 @@ class RevenueEvent(UUIDPrimaryKey, CreatedAt, Base):
     transfer_status: Mapped[TransferStatus] = mapped_column(
         enum_column(TransferStatus, "transfer_status"), nullable=False
     )
+    # The payout job's bookkeeping: attempts so far, when to try next, the last error.
+    transfer_attempts: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+    next_transfer_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    transfer_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # The purchase this sale came from (one sale per purchase); None for older sales.
     purchase_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("plugin_purchases.id", ondelete="SET NULL"), nullable=True, unique=True
@@ -200,3 +208,20 @@ class PluginPurchase(UUIDPrimaryKey, Timestamps, Base):
     checkout_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ConnectAccount(Timestamps, Base):
+    """A developer's Stripe Connect account; transfers go only to a payable one
+    (`account.updated` with payouts and the transfers capability enabled)."""
+
+    __tablename__ = "connect_accounts"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    stripe_account_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    payable: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    # `created` of the newest `account.updated` applied: older events never roll it back.
+    stripe_event_created: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -8,9 +8,9 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
-from app.models import BillingTier, Plugin, PluginInstallation, PluginStatus, RevenueEvent, User
+from app.models import BillingTier, Plugin, PluginInstallation, PluginStatus, RevenueEvent
 from app.models.base import utcnow
-from tests.support.billing import StripeStandIn, stripe_event
+from tests.support.billing import StripeStandIn, post_webhook, stripe_event
 from tests.support.builders import Account, register, set_tier, tenant_id_of
 
 
@@ -93,12 +93,31 @@ async def move_revenue(app: FastAPI, event_id: uuid.UUID, when: datetime) -> Non
         await session.commit()
 
 
-async def set_connect_account(app: FastAPI, user_id: uuid.UUID, account: str | None) -> None:
-    async with app.state.db.sessionmaker() as session:
-        await session.execute(
-            update(User).where(User.id == user_id).values(stripe_connect_account_id=account)
-        )
-        await session.commit()
+def account_updated(account_id: str, *, payable: bool = True, created: int | None = None) -> str:
+    return stripe_event(
+        "account.updated",
+        {
+            "id": account_id,
+            "object": "account",
+            "payouts_enabled": payable,
+            "charges_enabled": payable,
+            "details_submitted": True,
+            "capabilities": {"transfers": "active" if payable else "inactive"},
+        },
+        created=created,
+    )
+
+
+async def onboard(client: httpx.AsyncClient, developer: Account, *, payable: bool = True) -> str:
+    """The developer's Stripe Connect onboarding: the account link, then Stripe's signed
+    `account.updated` once the account can receive payouts."""
+    response = await client.post("/api/v1/developers/connect", headers=developer.headers)
+    assert response.status_code == 200, response.text
+    account_id = response.json()["account_id"]
+    if payable:
+        response = await post_webhook(client, account_updated(account_id))
+        assert response.status_code == 200, response.text
+    return account_id
 
 
 async def buy(client: httpx.AsyncClient, buyer: Account, plugin_id: str) -> dict[str, Any]:
