@@ -121,7 +121,7 @@ async def portal(principal: CurrentPrincipal, service: BillingServiceDep) -> Por
 @router.post(
     "/stub-checkout/{session_id}",
     response_model=WebhookAck,
-    summary="Complete a paid plugin's stub Checkout (stub mode only)",
+    summary="Complete a stub Checkout (stub mode only)",
     responses=error_responses(401, 404, 503),
 )
 async def complete_stub_checkout(
@@ -129,7 +129,10 @@ async def complete_stub_checkout(
     principal: CurrentPrincipal,
     service: BillingServiceDep,
 ) -> WebhookAck:
-    """Without a Stripe key, a paid plugin's `checkout_url` is this path: the buyer POSTs
-    it to "pay", and the signed `checkout.session.completed` Stripe would send goes
-    through the webhook (the install and the sale follow, once). 404 in live mode."""
+    """Without a Stripe key, a paid plugin's `checkout_url` is this path + its session id,
+    and a subscription's stub Checkout (`session_id` of `POST /billing/checkout`) is
+    completed here too: the caller POSTs to "pay", and the signed
+    `checkout.session.completed` Stripe would send goes through the webhook (the
+    install and the sale, or the new tier, follow once). Needs `STRIPE_WEBHOOK_SECRET`
+    (503 without); 404 in live mode."""
     return await service.complete_stub_checkout(principal, session_id)

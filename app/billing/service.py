@@ -490,15 +490,49 @@ class BillingService:
         await self._marketplace().purchase_reversed(obj, PurchaseStatus.DISPUTED)
 
     async def complete_stub_checkout(self, principal: Principal, session_id: str) -> WebhookAck:
-        """Stub mode: the buyer "pays" a purchase's stub Checkout. The signed
-        `checkout.session.completed` Stripe would send goes through the webhook."""
+        """Stub mode: the caller "pays" a stub Checkout (a paid plugin's, or the workspace's
+        subscription's). The signed `checkout.session.completed` Stripe would send goes
+        through the webhook, so the effects are exactly those of a real payment."""
+        not_found = NotFound("No such checkout.", error="checkout_not_found")
         if self.stripe.live:
-            raise NotFound("No such checkout.", error="checkout_not_found")
-        purchase = await MarketplaceService(self.session, self.stripe).plugins.purchase_by_session(
-            session_id
-        )
-        if purchase is None or purchase.user_id != principal.user.id:
-            raise NotFound("No such checkout.", error="checkout_not_found")
+            raise not_found
+        purchase = await self._marketplace().plugins.purchase_by_session(session_id)
+        if purchase is not None:
+            if purchase.user_id != principal.user.id:
+                raise not_found
+            obj: dict[str, Any] = {
+                "mode": "payment",
+                "payment_status": "paid",
+                "amount_total": purchase.amount_cents,
+                "currency": purchase.currency.lower(),
+                "client_reference_id": str(purchase.tenant_id),
+                "payment_intent": f"pi_stub_{purchase.id.hex}",
+                "metadata": {
+                    "kind": "plugin_purchase",
+                    "purchase_id": str(purchase.id),
+                    "plugin_id": purchase.plugin_id,
+                    "tenant_id": str(purchase.tenant_id),
+                    "user_id": str(purchase.user_id),
+                },
+            }
+        else:
+            row = await self.subscriptions.for_tenant(principal.tenant.id)
+            if row is None or row.pending_checkout_id != session_id:
+                raise not_found
+            self._require_billing_role(principal)
+            tenant_id = principal.tenant.id
+            obj = {
+                "mode": "subscription",
+                "payment_status": "paid",
+                "client_reference_id": str(tenant_id),
+                "customer": row.stripe_customer_id or f"cus_stub_{tenant_id.hex[:16]}",
+                "subscription": f"sub_stub_{uuid.uuid4().hex[:16]}",
+                "metadata": {
+                    "tenant_id": str(tenant_id),
+                    "user_id": str(principal.user.id),
+                    "tier": row.pending_checkout_tier or "",
+                },
+            }
         payload = json.dumps(
             {
                 "id": f"evt_stub_{uuid.uuid4().hex}",
@@ -506,25 +540,7 @@ class BillingService:
                 "type": "checkout.session.completed",
                 "created": int(time.time()),
                 "livemode": False,
-                "data": {
-                    "object": {
-                        "id": session_id,
-                        "object": "checkout.session",
-                        "mode": "payment",
-                        "payment_status": "paid",
-                        "amount_total": purchase.amount_cents,
-                        "currency": purchase.currency.lower(),
-                        "client_reference_id": str(purchase.tenant_id),
-                        "payment_intent": f"pi_stub_{purchase.id.hex}",
-                        "metadata": {
-                            "kind": "plugin_purchase",
-                            "purchase_id": str(purchase.id),
-                            "plugin_id": purchase.plugin_id,
-                            "tenant_id": str(purchase.tenant_id),
-                            "user_id": str(purchase.user_id),
-                        },
-                    }
-                },
+                "data": {"object": {"id": session_id, "object": "checkout.session", **obj}},
             }
         ).encode()
         try:

@@ -517,3 +517,24 @@ async def test_stub_portal_and_cancel_at_period_end(client: httpx.AsyncClient, s
     body = response.json()
     assert (body["action"], body["checkout_url"]) == ("upgraded", None)
     assert body["subscription"]["cancel_at_period_end"] is False
+
+
+async def test_stub_subscription_checkout_completes_through_the_signed_webhook(
+    client: httpx.AsyncClient,
+) -> None:
+    account = await register(client)
+    other = await register(client)
+    checkout = await client.post(
+        "/api/v1/billing/checkout", json={"tier": "power"}, headers=account.headers
+    )
+    session_id = checkout.json()["session_id"]
+    url = f"/api/v1/billing/stub-checkout/{session_id}"
+    assert (await client.post(url, headers=other.headers)).status_code == 404
+    response = await client.post(url, headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": False}
+    state = (await client.get("/api/v1/billing/subscription", headers=account.headers)).json()
+    assert state["tier"] == "power"
+    assert state["stripe_subscription_id"].startswith("sub_stub_")
+    # The Checkout is spent: completing it again finds nothing.
+    assert (await client.post(url, headers=account.headers)).status_code == 404
