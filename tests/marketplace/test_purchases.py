@@ -235,6 +235,9 @@ class TestLiveMode:
             event = payment_completed(stand_in, url, **overrides)
             assert (await post_webhook(client, event)).status_code == 200
         assert await revenue_events(app, "rush-buy") == []
+        # No payout without a completed payment.
+        assert stand_in.calls("POST", "/v1/transfers") == []
+        assert (await plugin_row(app, "rush-buy")).install_count == 0
 
         # Distinct deliveries about the same session, at once: one sale, one transfer.
         events = [payment_completed(stand_in, url) for _ in range(4)]
