@@ -245,6 +245,14 @@ class Settings(BaseSettings):
     STRIPE_PRICE_TEAM: str = "price_team_monthly"
     STRIPE_SUCCESS_URL: str = "http://localhost:5173/billing/success"
     STRIPE_CANCEL_URL: str = "http://localhost:5173/billing/cancel"
+    # Where Stripe's customer portal sends the customer back to.
+    STRIPE_PORTAL_RETURN_URL: str = "http://localhost:5173/billing"
+    # Stripe Connect onboarding (POST /api/v1/developers/connect): where Stripe sends the
+    # developer when onboarding is done, and when its link has expired.
+    STRIPE_CONNECT_RETURN_URL: str = "http://localhost:5173/developers/payouts"
+    STRIPE_CONNECT_REFRESH_URL: str = "http://localhost:5173/developers/payouts?refresh=1"
+    # The payout job: pays pending and failed developer shares (0 turns it off).
+    PAYOUT_RETRY_INTERVAL_SECONDS: float = 300
     # Empty: Stripe's own API. Set to point the client at a proxy or a local stand-in.
     STRIPE_API_BASE: str = ""
 

@@ -68,4 +68,4 @@ async def test_alembic_version_is_head(database_url):
             ).scalar()
     finally:
         await engine.dispose()
-    assert version == "010"
+    assert version == "011"

@@ -12,6 +12,8 @@ from app.billing.tiers import TierTable
 from app.config import Settings
 from app.db import SessionDep
 from app.kit.deps import SettingsDep
+from app.kit.tasks import supervised
+from app.marketplace.payouts import run_payouts
 
 
 async def get_tiers(request: Request) -> TierTable:
@@ -23,9 +25,17 @@ TiersDep = Annotated[TierTable, Depends(get_tiers)]
 
 @asynccontextmanager
 async def billing_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    """The Stripe gateway (live with a secret key, stub without) for billing and payouts."""
-    app.state.stripe = StripeGateway(settings)
-    yield
+    """The Stripe gateway (live with a secret key, stub without) for billing and payouts,
+    and the supervised payout job (`PAYOUT_RETRY_INTERVAL_SECONDS`; 0 turns it off)."""
+    stripe = app.state.stripe = StripeGateway(settings)
+
+    async def one_pass() -> object:
+        return await run_payouts(app.state.db, stripe)
+
+    interval = settings.PAYOUT_RETRY_INTERVAL_SECONDS if stripe.live else 0
+    async with supervised("payouts", one_pass, interval) as task:
+        app.state.payout_task = task
+        yield
 
 
 async def get_stripe(request: Request) -> StripeGateway:

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Request
+from fastapi import Header, Path, Query, Request
 
 from app.auth.dependencies import CurrentPrincipal
 from app.billing.dependencies import BillingServiceDep
 from app.billing.schemas import (
     CheckoutRequest,
     CheckoutResponse,
+    PortalResponse,
     StripeEvent,
     SubscriptionRead,
     WebhookAck,
@@ -24,13 +25,17 @@ router = DomainRouter(prefix="/billing", tags=["billing"])
 @router.post(
     "/checkout",
     response_model=CheckoutResponse,
-    summary="Start a Stripe Checkout for a paid tier",
+    summary="Subscribe to a paid tier, or change the plan of the live subscription",
     responses=error_responses(401, 403, 409, 422, 503),
 )
 async def checkout(
     body: CheckoutRequest, principal: CurrentPrincipal, service: BillingServiceDep
 ) -> CheckoutResponse:
-    """Start a Stripe Checkout session for a paid tier (a stub URL in stub mode)."""
+    """Without a live subscription: a Stripe Checkout session (a stub URL in stub mode);
+    the workspace has one open Checkout at a time (the same one is returned again, 409
+    for another tier while it is open). With a live subscription: its price changes in
+    place, prorated (upgrades invoiced now, downgrades credited on the next invoice),
+    and credits top up to the new tier's monthly grant; never a second subscription."""
     return await service.checkout(principal, body.tier)
 
 
@@ -82,11 +87,52 @@ async def get_subscription(
 @router.delete(
     "/subscription",
     response_model=SubscriptionRead,
-    summary="Cancel the subscription",
+    summary="Cancel the subscription, now or at the end of the paid period",
     responses=error_responses(401, 403, 503),
 )
 async def cancel_subscription(
-    principal: CurrentPrincipal, service: BillingServiceDep
+    principal: CurrentPrincipal,
+    service: BillingServiceDep,
+    at_period_end: Annotated[
+        bool,
+        Query(
+            description="True: the subscription ends with its paid period (the tier holds "
+            "until then; a checkout for the same tier withdraws it). False: it ends now and "
+            "the workspace returns to free."
+        ),
+    ] = False,
 ) -> SubscriptionRead:
-    """Cancel the subscription (at Stripe in live mode); the workspace returns to free."""
-    return await service.cancel(principal)
+    """Cancel the subscription (at Stripe in live mode)."""
+    return await service.cancel(principal, at_period_end=at_period_end)
+
+
+@router.post(
+    "/portal",
+    response_model=PortalResponse,
+    summary="Open Stripe's customer portal for the workspace",
+    responses=error_responses(401, 403, 409, 503),
+)
+async def portal(principal: CurrentPrincipal, service: BillingServiceDep) -> PortalResponse:
+    """A link to Stripe's customer portal (invoices, payment methods); a stub URL in stub
+    mode. 409 while the workspace has never subscribed."""
+    return await service.portal(principal)
+
+
+@router.post(
+    "/stub-checkout/{session_id}",
+    response_model=WebhookAck,
+    summary="Complete a stub Checkout (stub mode only)",
+    responses=error_responses(401, 404, 503),
+)
+async def complete_stub_checkout(
+    session_id: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^cs_stub_[0-9a-f]+$")],
+    principal: CurrentPrincipal,
+    service: BillingServiceDep,
+) -> WebhookAck:
+    """Without a Stripe key, a paid plugin's `checkout_url` is this path + its session id,
+    and a subscription's stub Checkout (`session_id` of `POST /billing/checkout`) is
+    completed here too: the caller POSTs to "pay", and the signed
+    `checkout.session.completed` Stripe would send goes through the webhook (the
+    install and the sale, or the new tier, follow once). Needs `STRIPE_WEBHOOK_SECRET`
+    (503 without); 404 in live mode."""
+    return await service.complete_stub_checkout(principal, session_id)

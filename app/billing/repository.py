@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -91,6 +92,88 @@ class SubscriptionRepository(Repository[Subscription]):
             update(Subscription)
             .where(Subscription.tenant_id == tenant_id)
             .values(**values, stripe_event_created=at, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    async def ensure(self, tenant_id: uuid.UUID, *, is_sqlite: bool) -> None:
+        """The tenant's (free) subscription row, if it has none yet."""
+        dialect_insert = sqlite.insert if is_sqlite else postgresql.insert
+        now = utcnow()
+        await self.session.execute(
+            dialect_insert(Subscription)
+            .values(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                tier="free",
+                status="active",
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[Subscription.tenant_id])
+        )
+
+    async def claim_checkout(
+        self, tenant_id: uuid.UUID, claim: str, tier: str, expires_at: datetime
+    ) -> bool:
+        """Claim the tenant's one open Checkout; False if it has a live subscription
+        or another Checkout still open.
+
+        One conditional UPDATE: of concurrent checkouts exactly one matches (on
+        PostgreSQL the others wait for its commit and then find the claim), so a
+        tenant never has two Checkouts able to start a subscription.
+        """
+        now = utcnow()
+        result = await self.session.execute(
+            update(Subscription)
+            .where(
+                Subscription.tenant_id == tenant_id,
+                Subscription.stripe_subscription_id.is_(None),
+                or_(
+                    Subscription.pending_checkout_expires_at.is_(None),
+                    Subscription.pending_checkout_expires_at <= now,
+                ),
+            )
+            .values(
+                pending_checkout_id=claim,
+                pending_checkout_url=None,
+                pending_checkout_tier=tier,
+                pending_checkout_expires_at=expires_at,
+                updated_at=now,
+            )
+            .returning(Subscription.id)
+            .execution_options(synchronize_session=False)
+        )
+        return result.first() is not None
+
+    async def record_checkout(
+        self, tenant_id: uuid.UUID, claim: str, session_id: str, url: str
+    ) -> None:
+        await self.session.execute(
+            update(Subscription)
+            .where(Subscription.tenant_id == tenant_id, Subscription.pending_checkout_id == claim)
+            .values(pending_checkout_id=session_id, pending_checkout_url=url)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def release_checkout(self, session_id: str) -> None:
+        """An expired Checkout frees the tenant's claim at once."""
+        await self.session.execute(
+            update(Subscription)
+            .where(Subscription.pending_checkout_id == session_id)
+            .values(
+                pending_checkout_id=None,
+                pending_checkout_url=None,
+                pending_checkout_tier=None,
+                pending_checkout_expires_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    async def set_cancel_at_period_end(self, tenant_id: uuid.UUID, value: bool) -> None:
+        await self.session.execute(
+            update(Subscription)
+            .where(Subscription.tenant_id == tenant_id)
+            .values(cancel_at_period_end=value, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
 

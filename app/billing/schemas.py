@@ -20,21 +20,42 @@ class CheckoutRequest(BaseModel):
         return tier
 
 
-class CheckoutResponse(BaseModel):
-    checkout_url: str
-    session_id: str
-    mode: Literal["live", "stub"]
-
-
 class SubscriptionRead(BaseModel):
     tenant_id: uuid.UUID
     tier: BillingTier
     status: SubscriptionStatus
     seats: int = Field(description="Members of the tenant; the team tier is billed per seat.")
     rate_limit_per_minute: int
+    features: list[str] = Field(
+        description="The tier's features: batch_builder, plugin_marketplace, sso (a flag "
+        "only), cloud_storage, backup."
+    )
+    cancel_at_period_end: bool = Field(
+        description="Canceled at the end of the paid period: the tier holds until then."
+    )
     current_period_end: datetime | None
     stripe_customer_id: str | None
     stripe_subscription_id: str | None
+    mode: Literal["live", "stub"]
+
+
+class CheckoutResponse(BaseModel):
+    action: Literal["checkout", "upgraded", "downgraded", "resumed"] = Field(
+        description="`checkout`: pay at `checkout_url` (no live subscription yet). "
+        "Otherwise the live subscription was changed in place: `upgraded` (prorated and "
+        "invoiced now), `downgraded` (prorated as a credit on the next invoice) or "
+        "`resumed` (a cancellation at period end withdrawn); see `subscription`."
+    )
+    checkout_url: str | None
+    session_id: str | None
+    mode: Literal["live", "stub"]
+    subscription: SubscriptionRead | None = None
+
+
+class PortalResponse(BaseModel):
+    url: str = Field(
+        description="Stripe's customer portal for this workspace (a stub URL in stub mode)."
+    )
     mode: Literal["live", "stub"]
 
 

@@ -7,6 +7,8 @@ is synchronous, so every call runs in a worker thread.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 import uuid
@@ -105,6 +107,16 @@ class StripeGateway:
             raise InvalidWebhook("payload is not a Stripe event")
         return data
 
+    def stub_signature(self, payload: bytes) -> str:
+        """Stub mode: the `Stripe-Signature` Stripe would put on `payload`."""
+        secret = self._settings.STRIPE_WEBHOOK_SECRET
+        if not secret:
+            raise WebhookNotConfigured
+        t = int(time.time())
+        signed = f"{t}.".encode() + payload
+        digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        return f"t={t},v1={digest}"
+
     async def create_checkout_session(
         self,
         *,
@@ -114,6 +126,7 @@ class StripeGateway:
         metadata: dict[str, str],
         customer_id: str | None,
         customer_email: str,
+        expires_at: int | None = None,
     ) -> CheckoutSession:
         if self._client is None:
             session_id = f"cs_stub_{uuid.uuid4().hex}"
@@ -132,6 +145,8 @@ class StripeGateway:
             # Copied onto the subscription, so its own events name the tenant too.
             "subscription_data": {"metadata": metadata},
         }
+        if expires_at is not None:
+            params["expires_at"] = expires_at
         if customer_id:
             params["customer"] = customer_id
         else:
@@ -152,6 +167,113 @@ class StripeGateway:
             # Already canceled (or gone) at Stripe: the local cancellation still stands.
             log.warning("stripe subscription %s was already canceled", subscription_id)
 
+    async def create_payment_checkout(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        product_name: str,
+        tenant_id: uuid.UUID,
+        metadata: dict[str, str],
+        customer_email: str,
+        expires_at: int,
+        stub_url: str,
+    ) -> CheckoutSession:
+        """A one-off payment Checkout (a paid plugin). In stub mode the session id is
+        completed by `stub_url` + the id (the stub emits the signed webhook)."""
+        if self._client is None:
+            session_id = f"cs_stub_{uuid.uuid4().hex}"
+            return CheckoutSession(session_id, f"{stub_url}/{session_id}")
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount_cents,
+                        "product_data": {"name": product_name},
+                    },
+                }
+            ],
+            "success_url": self._settings.STRIPE_SUCCESS_URL,
+            "cancel_url": self._settings.STRIPE_CANCEL_URL,
+            "client_reference_id": str(tenant_id),
+            "customer_email": customer_email,
+            "metadata": metadata,
+            # Copied onto the payment (and its charge): refunds and disputes name it too.
+            "payment_intent_data": {"metadata": metadata},
+            "expires_at": expires_at,
+        }
+        session = await self._call(self._client.v1.checkout.sessions.create, params)
+        if not session.url:
+            raise ServiceUnavailable(
+                "The payment provider returned no checkout URL.", error="payment_provider_error"
+            )
+        return CheckoutSession(session.id, session.url)
+
+    async def reverse_transfer(self, transfer_id: str, *, idempotency_key: str) -> None:
+        """Take a paid developer share back (a refunded or disputed sale)."""
+        if self._client is None:
+            return
+        await self._call(
+            self._client.v1.transfers.reversals.create,
+            transfer_id,
+            {},
+            {"idempotency_key": idempotency_key},
+        )
+
+    async def change_subscription_price(
+        self,
+        subscription_id: str,
+        *,
+        price_id: str,
+        quantity: int,
+        proration_behavior: str,
+        metadata: dict[str, str],
+    ) -> dict[str, Any] | None:
+        """Move the subscription's one item to another price, in place; Stripe's updated
+        subscription as plain data (None in stub mode)."""
+        if self._client is None:
+            return None
+        current = await self._call(self._client.v1.subscriptions.retrieve, subscription_id)
+        items = current.to_dict().get("items", {}).get("data") or []
+        item: dict[str, Any] = {"price": price_id, "quantity": quantity}
+        if items:
+            # Naming the existing item replaces its price; without it Stripe would add one.
+            item["id"] = items[0]["id"]
+        updated = await self._call(
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            {
+                "items": [item],
+                "proration_behavior": proration_behavior,
+                "cancel_at_period_end": False,
+                "metadata": metadata,
+            },
+        )
+        return updated.to_dict()
+
+    async def set_cancel_at_period_end(self, subscription_id: str, value: bool) -> None:
+        if self._client is None:
+            return
+        await self._call(
+            self._client.v1.subscriptions.update,
+            subscription_id,
+            {"cancel_at_period_end": value},
+        )
+
+    async def create_portal_session(self, customer_id: str, return_url: str) -> str:
+        """A Stripe customer portal link (a stub URL in stub mode)."""
+        if self._client is None:
+            separator = "&" if "?" in return_url else "?"
+            return f"{return_url}{separator}{urlencode({'stub_portal': customer_id})}"
+        session = await self._call(
+            self._client.v1.billing_portal.sessions.create,
+            {"customer": customer_id, "return_url": return_url},
+        )
+        return session.url
+
     async def create_transfer(
         self,
         *,
@@ -170,10 +292,56 @@ class StripeGateway:
                 "currency": currency.lower(),
                 "destination": destination,
                 "metadata": metadata,
+                # The group names the sale: a retry past the idempotency key's lifetime
+                # finds the transfer that already went out (`find_transfer`).
+                "transfer_group": idempotency_key,
             },
             {"idempotency_key": idempotency_key},
         )
         return TransferResult(transfer.id, live=True)
+
+    async def find_transfer(self, transfer_group: str) -> str | None:
+        """The id of a transfer already made for `transfer_group` (None: none, or stub)."""
+        if self._client is None:
+            return None
+        found = await self._call(
+            self._client.v1.transfers.list, {"transfer_group": transfer_group, "limit": 1}
+        )
+        data = found.data
+        return data[0].id if data else None
+
+    async def create_connect_account(self, *, user_id: uuid.UUID, email: str) -> str:
+        """A Stripe Connect (Express) account for a developer; the same one on a retry."""
+        if self._client is None:
+            return f"acct_stub_{user_id.hex[:16]}"
+        account = await self._call(
+            self._client.v1.accounts.create,
+            {
+                "type": "express",
+                "email": email,
+                "capabilities": {"transfers": {"requested": True}},
+                "metadata": {"user_id": str(user_id)},
+            },
+            {"idempotency_key": f"connect-account-{user_id}"},
+        )
+        return account.id
+
+    async def create_account_link(self, account_id: str) -> str:
+        """Stripe's hosted onboarding for the account (a stub URL in stub mode)."""
+        return_url = self._settings.STRIPE_CONNECT_RETURN_URL
+        if self._client is None:
+            separator = "&" if "?" in return_url else "?"
+            return f"{return_url}{separator}{urlencode({'stub_account': account_id})}"
+        link = await self._call(
+            self._client.v1.account_links.create,
+            {
+                "account": account_id,
+                "refresh_url": self._settings.STRIPE_CONNECT_REFRESH_URL,
+                "return_url": return_url,
+                "type": "account_onboarding",
+            },
+        )
+        return link.url
 
     async def _call(self, method: Any, *args: Any) -> Any:
         try:

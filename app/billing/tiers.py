@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -156,6 +156,16 @@ class TierTable:
                 s.CREDIT_MONTHLY_GRANT_TEAM,
             ),
         }
+
+        # Storage and backup are features exactly where their quota is not zero: the
+        # quota enforces them (402 over it), and the feature list says the same.
+        for tier, limits in list(self._limits.items()):
+            features = set(limits.features) - {Feature.CLOUD_STORAGE, Feature.BACKUP}
+            if limits.storage_bytes != 0:
+                features.add(Feature.CLOUD_STORAGE)
+            if limits.backup_bytes != 0:
+                features.add(Feature.BACKUP)
+            self._limits[tier] = replace(limits, features=frozenset(features))
 
     def __getitem__(self, tier: BillingTier) -> TierLimits:
         return self._limits[tier]

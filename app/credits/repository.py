@@ -137,12 +137,66 @@ class CreditStore(ABC):
                         ACCOUNTS.c.last_grant_period != period,
                     ),
                 )
-                .values(balance=ACCOUNTS.c.balance + amount, last_grant_period=period)
+                .values(
+                    balance=ACCOUNTS.c.balance + amount,
+                    last_grant_period=period,
+                    period_granted=amount,
+                )
                 .returning(ACCOUNTS.c.balance)
             )
             if balance is not None:
                 grant = CreditMove(tenant_id, Move.CREDIT, amount, CreditReason.MONTHLY_GRANT)
                 await _append(connection, grant, amount, balance)
+
+
+async def top_up_to_grant(
+    connection: AsyncConnection,
+    tenant_id: uuid.UUID,
+    grant: int,
+    period: str,
+    *,
+    is_sqlite: bool,
+    user_id: uuid.UUID | None = None,
+) -> int:
+    """Raise this period's grant to `grant` (a plan upgrade); the credits added.
+
+    Runs in the caller's transaction (the webhook's, with its event claim). The
+    account row is locked first, then the difference between `grant` and the
+    largest grant already given this period is added, with its ledger row: a second
+    call, or an upgrade after a downgrade in the same period, adds nothing more, and
+    nothing is ever taken back. Without a grant this period yet, this is the period's
+    grant (`monthly_grant`) at the new tier's amount.
+    """
+    insert = sqlite.insert if is_sqlite else postgresql.insert
+    await connection.execute(
+        insert(ACCOUNTS)
+        .values(tenant_id=tenant_id, balance=0)
+        .on_conflict_do_nothing(index_elements=[ACCOUNTS.c.tenant_id])
+    )
+    account = ACCOUNTS.c.tenant_id == tenant_id
+    row = (
+        await connection.execute(
+            update(ACCOUNTS)
+            .where(account)
+            .values(updated_at=utcnow())
+            .returning(ACCOUNTS.c.last_grant_period, ACCOUNTS.c.period_granted)
+        )
+    ).one()
+    granted = row.period_granted if row.last_grant_period == period else 0
+    amount = grant - granted
+    if amount <= 0:
+        return 0
+    balance = await connection.scalar(
+        update(ACCOUNTS)
+        .where(account)
+        .values(balance=ACCOUNTS.c.balance + amount, last_grant_period=period, period_granted=grant)
+        .returning(ACCOUNTS.c.balance)
+    )
+    reason = CreditReason.PLAN_UPGRADE if granted else CreditReason.MONTHLY_GRANT
+    await _append(
+        connection, CreditMove(tenant_id, Move.CREDIT, amount, reason, user_id), amount, balance
+    )
+    return amount
 
 
 # --- PostgreSQL: one statement each ---------------------------------------------------------

@@ -25,7 +25,9 @@ RESERVED_IDS = frozenset({"earnings"})
 MAX_MANIFEST_BYTES = 64 * 1024
 # Levels of objects and lists below the manifest itself.
 MAX_MANIFEST_DEPTH = 16
-MAX_PRICE_CENTS = 100_000_00
+# A paid plugin costs 0.99 to 999.99 (integer cents); 0 is free.
+MIN_PRICE_CENTS = 99
+MAX_PRICE_CENTS = 999_99
 # A long run of base64 alphabet is an embedded file, not a description.
 BLOB_MIN_LENGTH = 256
 
@@ -90,14 +92,14 @@ def run_checklist(manifest: dict[str, Any]) -> list[ChecklistFailure]:
     if (
         not isinstance(price, int)
         or isinstance(price, bool)
-        or not 0 <= price <= MAX_PRICE_CENTS
+        or not (price == 0 or MIN_PRICE_CENTS <= price <= MAX_PRICE_CENTS)
         or not isinstance(currency, str)
         or not CURRENCY_PATTERN.match(currency)
     ):
         fail(
             "price_format",
-            "price_cents must be a whole number of cents from 0 to "
-            f"{MAX_PRICE_CENTS}, currency a three-letter ISO code.",
+            "price_cents must be 0 (free) or a whole number of cents from "
+            f"{MIN_PRICE_CENTS} to {MAX_PRICE_CENTS}, currency a three-letter ISO code.",
         )
 
     permissions = manifest.get("permissions", [])

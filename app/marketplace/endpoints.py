@@ -2,14 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, Query, status
+from fastapi import Body, Query, Request, Response, status
 
 from app.auth.dependencies import AdminUser, CurrentUser
+from app.billing.dependencies import StripeDep
+from app.db import SessionDep
 from app.errors import error_response, error_responses
 from app.kit.routing import DomainRouter
 from app.marketplace.dependencies import MarketplacePrincipal, MarketplaceServiceDep, PluginId
+from app.marketplace.payouts import Payouts
 from app.marketplace.schemas import (
     CatalogSort,
+    ConnectResponse,
     EarningsReport,
     InstallResult,
     PendingPage,
@@ -107,14 +111,30 @@ async def detail(
 @plugins_router.post(
     "/{plugin_id}/install",
     response_model=InstallResult,
-    summary="Install a plugin",
-    responses=error_responses(401, 403, 404, 422),
+    summary="Install a plugin (a paid one is bought first)",
+    responses={
+        202: {
+            "model": InstallResult,
+            "description": "A paid plugin not yet bought: pay at `checkout_url`; the install "
+            "and the sale are recorded when the payment completes.",
+        },
+        **error_responses(401, 403, 404, 409, 422),
+    },
 )
 async def install(
-    plugin_id: PluginId, principal: MarketplacePrincipal, service: MarketplaceServiceDep
+    plugin_id: PluginId,
+    principal: MarketplacePrincipal,
+    service: MarketplaceServiceDep,
+    response: Response,
 ) -> InstallResult:
-    """Install a plugin (idempotent); a paid plugin's first install records its sale."""
-    return await service.install(plugin_id, principal)
+    """Install a plugin (idempotent). A paid plugin the user has not bought answers 202
+    with a Stripe Checkout (payment mode) for the buyer's workspace; the same open
+    Checkout is returned until it is paid or expires. Authors cannot buy their own
+    plugin (409)."""
+    result = await service.install(plugin_id, principal)
+    if result.checkout_url is not None:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result
 
 
 @plugins_router.delete(
@@ -171,6 +191,26 @@ async def review(
     return await service.review(plugin_id, body.decision, body.notes, admin)
 
 
+developers_router = DomainRouter(prefix="/developers", tags=["marketplace"])
+
+
+@developers_router.post(
+    "/connect",
+    response_model=ConnectResponse,
+    summary="Onboard to Stripe Connect to be paid for plugin sales",
+    responses=error_responses(401, 503),
+)
+async def connect(
+    request: Request, user: CurrentUser, session: SessionDep, stripe: StripeDep
+) -> ConnectResponse:
+    """The caller's Stripe Connect account (created on the first call) and a fresh link
+    to Stripe's hosted onboarding (a stub URL in stub mode). Shares are transferred only
+    once Stripe reports the account payable (`account.updated`); until then they stay
+    `pending` in `GET /plugins/earnings` and the payout job pays them afterwards."""
+    return await Payouts(session, stripe).connect(user, is_sqlite=request.app.state.db.is_sqlite)
+
+
 router = DomainRouter()
 router.include_router(plugins_router)
 router.include_router(admin_router)
+router.include_router(developers_router)

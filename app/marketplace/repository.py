@@ -1,24 +1,29 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Select, case, cast, delete, func, or_, select, update
+from sqlalchemy import Float, Select, case, cast, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from app.kit.repository import Repository
 from app.marketplace.schemas import CatalogSort
 from app.models import (
     Plugin,
     PluginInstallation,
+    PluginPurchase,
     PluginRating,
     PluginReview,
     PluginStatus,
     RevenueEvent,
-    User,
+    TransferStatus,
 )
 from app.models.base import utcnow
+from app.models.marketplace import PurchaseStatus
 
 
 def _escape_like(text: str) -> str:
@@ -235,22 +240,110 @@ class PluginRepository(Repository[Plugin]):
     # --- revenue ------------------------------------------------------------------------
 
     async def has_sale(self, plugin_id: str, user_id: uuid.UUID) -> bool:
+        """The user bought the plugin and the sale stands (not refunded or disputed)."""
+        reversal = aliased(RevenueEvent)
         found = await self.session.scalar(
             select(RevenueEvent.id)
-            .where(RevenueEvent.plugin_id == plugin_id, RevenueEvent.user_id == user_id)
+            .where(
+                RevenueEvent.plugin_id == plugin_id,
+                RevenueEvent.user_id == user_id,
+                RevenueEvent.amount_cents > 0,
+                ~exists().where(reversal.reverses_id == RevenueEvent.id),
+            )
             .limit(1)
         )
         return found is not None
 
-    async def connect_account_of(self, user_id: uuid.UUID) -> str | None:
+    # --- purchases --------------------------------------------------------------------
+
+    async def open_purchase(self, plugin_id: str, user_id: uuid.UUID) -> PluginPurchase | None:
         return await self.session.scalar(
-            select(User.stripe_connect_account_id).where(User.id == user_id)
+            select(PluginPurchase)
+            .where(
+                PluginPurchase.plugin_id == plugin_id,
+                PluginPurchase.user_id == user_id,
+                PluginPurchase.status == PurchaseStatus.PENDING,
+            )
+            .execution_options(populate_existing=True)
+        )
+
+    async def add_purchase(self, purchase: PluginPurchase) -> bool:
+        """Insert a pending purchase; False if the buyer already has one open (the unique
+        partial index decides, also between concurrent requests)."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(purchase)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    async def set_purchase_status(
+        self,
+        purchase_id: uuid.UUID,
+        status: str,
+        from_statuses: Collection[str],
+        **values: Any,
+    ) -> bool:
+        """One conditional UPDATE: True only for the call that moved the purchase."""
+        result = await self.session.execute(
+            update(PluginPurchase)
+            .where(PluginPurchase.id == purchase_id, PluginPurchase.status.in_(from_statuses))
+            .values(status=status, updated_at=utcnow(), **values)
+            .returning(PluginPurchase.id)
+            .execution_options(synchronize_session=False)
+        )
+        return result.first() is not None
+
+    async def purchase_by_session(self, session_id: str) -> PluginPurchase | None:
+        return await self.session.scalar(
+            select(PluginPurchase).where(PluginPurchase.stripe_checkout_session_id == session_id)
+        )
+
+    async def purchase_by_payment(
+        self, payment_intent_id: str | None, purchase_id: uuid.UUID | None
+    ) -> PluginPurchase | None:
+        if payment_intent_id:
+            found = await self.session.scalar(
+                select(PluginPurchase).where(
+                    PluginPurchase.stripe_payment_intent_id == payment_intent_id
+                )
+            )
+            if found is not None:
+                return found
+        return await self.session.get(PluginPurchase, purchase_id) if purchase_id else None
+
+    async def sale_of_purchase(self, purchase_id: uuid.UUID) -> RevenueEvent | None:
+        return await self.session.scalar(
+            select(RevenueEvent).where(RevenueEvent.purchase_id == purchase_id)
         )
 
     async def add_revenue(self, event: RevenueEvent) -> RevenueEvent:
         self.session.add(event)
         await self.session.flush()
         return event
+
+    async def payouts(
+        self, developer_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[tuple[TransferStatus, str, int, int]]:
+        """The period's sales (not their reversals) by payout state."""
+        rows = await self.session.execute(
+            select(
+                RevenueEvent.transfer_status,
+                RevenueEvent.currency,
+                func.count(),
+                func.sum(RevenueEvent.developer_share_cents),
+            )
+            .where(
+                RevenueEvent.developer_id == developer_id,
+                RevenueEvent.amount_cents > 0,
+                RevenueEvent.created_at >= start,
+                RevenueEvent.created_at < end,
+            )
+            .group_by(RevenueEvent.transfer_status, RevenueEvent.currency)
+            .order_by(RevenueEvent.transfer_status, RevenueEvent.currency)
+        )
+        return [(status, currency, int(n), int(share)) for status, currency, n, share in rows]
 
     async def earnings(
         self, developer_id: uuid.UUID, start: datetime, end: datetime
@@ -259,7 +352,8 @@ class PluginRepository(Repository[Plugin]):
             select(
                 RevenueEvent.plugin_id,
                 RevenueEvent.currency,
-                func.count(),
+                # A reversal (refund, dispute) takes its sale back out of the count.
+                func.sum(case((RevenueEvent.amount_cents < 0, -1), else_=1)),
                 func.sum(RevenueEvent.amount_cents),
                 func.sum(RevenueEvent.developer_share_cents),
                 func.sum(RevenueEvent.platform_share_cents),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -90,12 +90,21 @@ class RevenueRead(BaseModel):
 
 class InstallResult(BaseModel):
     plugin_id: str
-    installed: bool = True
+    installed: bool = Field(
+        True, description="False while a paid plugin waits for its payment (HTTP 202)."
+    )
     newly_installed: bool = Field(description="False when the plugin was already installed.")
     install_count: int
     revenue: RevenueRead | None = Field(
         None, description="The sale recorded for a paid plugin's first install."
     )
+    checkout_url: str | None = Field(
+        None,
+        description="A paid plugin not yet bought: pay here (Stripe Checkout; in stub mode "
+        "`POST` this path to complete the payment). The plugin is installed when the "
+        "payment completes.",
+    )
+    purchase_id: uuid.UUID | None = None
 
 
 class RatingRequest(BaseModel):
@@ -140,9 +149,34 @@ class EarningsTotal(BaseModel):
     platform_share_cents: int
 
 
+class PayoutLine(BaseModel):
+    status: Literal["pending", "paid", "failed", "reversed", "stubbed"] = Field(
+        description="pending: waiting for a payable Connect account or the payout job; "
+        "paid: transferred; failed: the last attempt failed, retried later; reversed: the "
+        "sale was refunded or disputed before it was paid; stubbed: stub mode."
+    )
+    currency: str
+    sales: int
+    developer_share_cents: int
+
+
 class EarningsReport(BaseModel):
     period: str
     start: datetime
     end: datetime
     totals: list[EarningsTotal] = Field(description="One line per currency.")
     plugins: list[EarningsLine]
+    payouts: list[PayoutLine] = Field(
+        description="The period's sales by the state of their developer share's payout."
+    )
+    payable: bool = Field(
+        description="The developer's Stripe Connect account can receive transfers "
+        "(POST /api/v1/developers/connect to onboard)."
+    )
+
+
+class ConnectResponse(BaseModel):
+    account_id: str = Field(description="The developer's Stripe Connect account.")
+    onboarding_url: str = Field(description="Stripe's hosted onboarding (a stub URL in stub mode).")
+    payable: bool
+    mode: Literal["live", "stub"]

@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.dependencies import Principal
 from app.auth.verification import VerifiedFeature, require_verified_email
 from app.billing.stripe_client import StripeGateway
-from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.marketplace.checklist import run_checklist
+from app.marketplace.payouts import Payouts
 from app.marketplace.repository import PluginRepository
 from app.marketplace.schemas import (
     PAGE_SIZE,
@@ -26,6 +27,7 @@ from app.marketplace.schemas import (
     EarningsReport,
     EarningsTotal,
     InstallResult,
+    PayoutLine,
     PendingPage,
     PluginDetail,
     PluginPage,
@@ -37,6 +39,7 @@ from app.marketplace.schemas import (
 )
 from app.models import (
     Plugin,
+    PluginPurchase,
     PluginReview,
     PluginStatus,
     RevenueEvent,
@@ -45,6 +48,7 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
+from app.models.marketplace import PurchaseStatus
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,18 @@ DEVELOPER_SHARE_PERCENT = 70
 PERIOD_PATTERN = re.compile(r"(\d{4})(?:-(\d{2}))?", re.ASCII)
 # Earnings exist from the epoch on; the bound keeps every period's end a valid date.
 EARNINGS_YEARS = range(1970, 3000)
+# A purchase's Checkout lives as long as Stripe's shortest (30 minutes) and a bit.
+PURCHASE_LIFETIME = timedelta(minutes=31)
+# How a sale's `transfer_status` reads in the earnings report.
+PAYOUT_STATES = {
+    TransferStatus.PENDING: "pending",
+    TransferStatus.CREATED: "paid",
+    TransferStatus.FAILED: "failed",
+    TransferStatus.REVERSED: "reversed",
+    TransferStatus.STUBBED: "stubbed",
+}
+# In stub mode a purchase's Checkout is completed by POSTing to this path + its id.
+STUB_CHECKOUT_PATH = "/api/v1/billing/stub-checkout"
 
 
 class ChecklistFailed(Exception):
@@ -224,8 +240,16 @@ class MarketplaceService:
     # --- installs -----------------------------------------------------------------------
 
     async def install(self, plugin_id: str, principal: Principal) -> InstallResult:
+        """Install a free plugin, or one the user already bought; a paid plugin not yet
+        bought starts its purchase instead (`checkout_url`; the install follows the
+        payment)."""
         plugin = await self._approved(plugin_id)
         user = principal.user
+        if plugin.price_cents > 0 and not await self.plugins.has_sale(plugin_id, user.id):
+            if plugin.author_id == user.id:
+                raise Conflict("You cannot buy your own plugin.", error="own_plugin_purchase")
+            if not await self.plugins.is_installed(plugin_id, user.id):
+                return await self._start_purchase(plugin, principal)
         created = await self.plugins.install(plugin_id, user.id, principal.tenant.id)
         if not created:
             return InstallResult(
@@ -234,12 +258,78 @@ class MarketplaceService:
                 install_count=await self.plugins.install_count(plugin_id),
             )
         count = await self.plugins.add_installs(plugin_id, 1)
-        revenue = None
-        # A paid plugin is sold once per user: reinstalling after an uninstall is free.
-        if plugin.price_cents > 0 and not await self.plugins.has_sale(plugin_id, user.id):
-            revenue = await self._record_sale(plugin, user)
+        return InstallResult(plugin_id=plugin_id, newly_installed=True, install_count=count)
+
+    async def _start_purchase(self, plugin: Plugin, principal: Principal) -> InstallResult:
+        """A Stripe Checkout (payment mode) for the buyer's workspace; one open at a time."""
+        await require_verified_email(
+            self.session,
+            self.verified_email_required_for,
+            principal.user.id,
+            VerifiedFeature.CHECKOUT,
+        )
+        user = principal.user
+        now = utcnow()
+        open_purchase = await self.plugins.open_purchase(plugin.id, user.id)
+        if open_purchase is not None and open_purchase.expires_at <= now:
+            await self.plugins.set_purchase_status(
+                open_purchase.id, PurchaseStatus.EXPIRED, [PurchaseStatus.PENDING]
+            )
+            open_purchase = None
+        if open_purchase is None:
+            purchase = PluginPurchase(
+                id=uuid.uuid4(),
+                plugin_id=plugin.id,
+                user_id=user.id,
+                tenant_id=principal.tenant.id,
+                amount_cents=plugin.price_cents,
+                currency=plugin.currency,
+                status=PurchaseStatus.PENDING,
+                expires_at=now + PURCHASE_LIFETIME,
+            )
+            if await self.plugins.add_purchase(purchase):
+                return await self._checkout_purchase(plugin, principal, purchase)
+            open_purchase = await self.plugins.open_purchase(plugin.id, user.id)
+        if open_purchase is None or not open_purchase.checkout_url:
+            raise Conflict(
+                "A purchase of this plugin is being started; try again in a moment.",
+                error="purchase_in_progress",
+            )
+        return self._pending(open_purchase)
+
+    async def _checkout_purchase(
+        self, plugin: Plugin, principal: Principal, purchase: PluginPurchase
+    ) -> InstallResult:
+        session = await self.stripe.create_payment_checkout(
+            amount_cents=purchase.amount_cents,
+            currency=purchase.currency,
+            product_name=plugin.name,
+            tenant_id=purchase.tenant_id,
+            metadata={
+                "kind": "plugin_purchase",
+                "purchase_id": str(purchase.id),
+                "plugin_id": plugin.id,
+                "tenant_id": str(purchase.tenant_id),
+                "user_id": str(purchase.user_id),
+            },
+            customer_email=principal.user.email,
+            expires_at=int(purchase.expires_at.timestamp()),
+            stub_url=STUB_CHECKOUT_PATH,
+        )
+        purchase.stripe_checkout_session_id = session.id
+        purchase.checkout_url = session.url
+        await self.session.flush()
+        log.info("purchase %s of plugin %s: checkout %s", purchase.id, plugin.id, session.id)
+        return self._pending(purchase)
+
+    def _pending(self, purchase: PluginPurchase) -> InstallResult:
         return InstallResult(
-            plugin_id=plugin_id, newly_installed=True, install_count=count, revenue=revenue
+            plugin_id=purchase.plugin_id,
+            installed=False,
+            newly_installed=False,
+            install_count=0,
+            checkout_url=purchase.checkout_url,
+            purchase_id=purchase.id,
         )
 
     async def uninstall(self, plugin_id: str, user: User) -> None:
@@ -248,18 +338,123 @@ class MarketplaceService:
         if await self.plugins.uninstall(plugin_id, user.id):
             await self.plugins.add_installs(plugin_id, -1)
 
-    async def _record_sale(self, plugin: Plugin, buyer: User) -> RevenueRead:
-        developer_share, platform_share = split_revenue(plugin.price_cents)
+    # --- purchases: Stripe's word ------------------------------------------------------
+
+    async def purchase_paid(self, obj: dict[str, Any]) -> None:
+        """`checkout.session.completed` (payment mode): install and record the sale, once."""
+        session_id = obj.get("id")
+        purchase = (
+            await self.plugins.purchase_by_session(session_id)
+            if isinstance(session_id, str)
+            else None
+        )
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        if purchase is None or metadata.get("purchase_id") != str(purchase.id):
+            log.warning("payment checkout %s matches no purchase; ignored", session_id)
+            return
+        if obj.get("payment_status") != "paid":
+            log.info("purchase %s: checkout completed, payment still pending", purchase.id)
+            return
+        if (
+            obj.get("amount_total") != purchase.amount_cents
+            or str(obj.get("currency", "")).upper() != purchase.currency.upper()
+        ):
+            log.error("purchase %s: paid amount differs from the price; ignored", purchase.id)
+            return
+        payment_intent = obj.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            payment_intent = payment_intent.get("id")
+        if not await self.plugins.set_purchase_status(
+            purchase.id,
+            PurchaseStatus.PAID,
+            [PurchaseStatus.PENDING, PurchaseStatus.EXPIRED],
+            stripe_payment_intent_id=payment_intent if isinstance(payment_intent, str) else None,
+        ):
+            log.info("purchase %s was already settled", purchase.id)
+            return
+        plugin = await self.plugins.get(purchase.plugin_id)
+        assert plugin is not None  # plugins are never deleted while sold (RESTRICT)
+        if await self.plugins.install(plugin.id, purchase.user_id, purchase.tenant_id):
+            await self.plugins.add_installs(plugin.id, 1)
+        await self._record_sale(plugin, purchase)
+        log.info("purchase %s paid: plugin %s installed", purchase.id, plugin.id)
+
+    async def purchase_expired(self, obj: dict[str, Any]) -> None:
+        session_id = obj.get("id")
+        if not isinstance(session_id, str):
+            return
+        purchase = await self.plugins.purchase_by_session(session_id)
+        if purchase is not None:
+            await self.plugins.set_purchase_status(
+                purchase.id, PurchaseStatus.EXPIRED, [PurchaseStatus.PENDING]
+            )
+
+    async def purchase_reversed(self, obj: dict[str, Any], status: PurchaseStatus) -> None:
+        """`charge.refunded` (in full) or `charge.dispute.created`: the sale is reversed
+        (a negative revenue row, the paid share taken back) and the install removed."""
+        if status == PurchaseStatus.REFUNDED and obj.get("refunded") is not True:
+            log.info("partial refund of charge %s: the sale stands", obj.get("id"))
+            return
+        payment_intent = obj.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            payment_intent = payment_intent.get("id")
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        try:
+            purchase_id = uuid.UUID(str(metadata.get("purchase_id")))
+        except ValueError:
+            purchase_id = None
+        purchase = await self.plugins.purchase_by_payment(
+            payment_intent if isinstance(payment_intent, str) else None, purchase_id
+        )
+        if purchase is None:
+            log.info("reversed charge %s is not a plugin purchase; ignored", obj.get("id"))
+            return
+        if not await self.plugins.set_purchase_status(purchase.id, status, [PurchaseStatus.PAID]):
+            log.info("purchase %s was already reversed", purchase.id)
+            return
+        if await self.plugins.uninstall(purchase.plugin_id, purchase.user_id):
+            await self.plugins.add_installs(purchase.plugin_id, -1)
+        sale = await self.plugins.sale_of_purchase(purchase.id)
+        if sale is None:
+            return
+        if sale.transfer_status == TransferStatus.CREATED and sale.stripe_transfer_id:
+            # The share was paid out: Stripe takes it back (once, whatever the retries).
+            await self.stripe.reverse_transfer(
+                sale.stripe_transfer_id, idempotency_key=f"reversal-{sale.id}"
+            )
+        elif sale.transfer_status in (TransferStatus.FAILED, TransferStatus.PENDING):
+            sale.transfer_status = TransferStatus.REVERSED  # never to be paid out now
+        await self.plugins.add_revenue(
+            RevenueEvent(
+                id=uuid.uuid4(),
+                plugin_id=sale.plugin_id,
+                user_id=sale.user_id,
+                developer_id=sale.developer_id,
+                amount_cents=-sale.amount_cents,
+                currency=sale.currency,
+                developer_share_cents=-sale.developer_share_cents,
+                platform_share_cents=-sale.platform_share_cents,
+                transfer_status=TransferStatus.NOT_REQUIRED,
+                transfer_attempts=0,
+                reverses_id=sale.id,
+            )
+        )
+        log.info("purchase %s %s: sale %s reversed", purchase.id, status, sale.id)
+
+    async def _record_sale(self, plugin: Plugin, purchase: PluginPurchase) -> RevenueRead:
+        developer_share, platform_share = split_revenue(purchase.amount_cents)
         event = RevenueEvent(
             id=uuid.uuid4(),
             plugin_id=plugin.id,
-            user_id=buyer.id,
+            user_id=purchase.user_id,
             developer_id=plugin.author_id,
-            amount_cents=plugin.price_cents,
-            currency=plugin.currency,
+            amount_cents=purchase.amount_cents,
+            currency=purchase.currency,
             developer_share_cents=developer_share,
             platform_share_cents=platform_share,
             transfer_status=TransferStatus.NOT_REQUIRED,
+            transfer_attempts=0,
+            purchase_id=purchase.id,
         )
         if plugin.author_id is not None and developer_share > 0:
             await self._transfer(event, plugin.author_id)
@@ -267,34 +462,8 @@ class MarketplaceService:
         return RevenueRead.model_validate(event)
 
     async def _transfer(self, event: RevenueEvent, developer_id: uuid.UUID) -> None:
-        """The developer's share through Stripe Connect; the sale is recorded whatever happens."""
-        if not self.stripe.live:
-            event.transfer_status = TransferStatus.STUBBED
-            return
-        destination = await self.plugins.connect_account_of(developer_id)
-        if not destination:
-            log.warning(
-                "developer %s has no Stripe Connect account; transfer for sale %s pending",
-                developer_id,
-                event.id,
-            )
-            event.transfer_status = TransferStatus.FAILED
-            return
-        try:
-            result = await self.stripe.create_transfer(
-                amount_cents=event.developer_share_cents,
-                currency=event.currency,
-                destination=destination,
-                # Same key on a retry of this sale: Stripe pays out once.
-                idempotency_key=f"revenue-{event.id}",
-                metadata={"revenue_event_id": str(event.id), "plugin_id": event.plugin_id},
-            )
-        except AppError:
-            log.warning("transfer for sale %s failed; recorded for a later payout", event.id)
-            event.transfer_status = TransferStatus.FAILED
-            return
-        event.transfer_status = TransferStatus.CREATED
-        event.stripe_transfer_id = result.id
+        """The developer's share: to a payable Connect account now, else by the payout job."""
+        await Payouts(self.session, self.stripe).pay(event)
 
     # --- ratings --------------------------------------------------------------------------
 
@@ -356,6 +525,25 @@ class MarketplaceService:
             total.amount_cents += line.amount_cents
             total.developer_share_cents += line.developer_share_cents
             total.platform_share_cents += line.platform_share_cents
+        account = await Payouts(self.session, self.stripe).status(developer.id)
+        payouts = [
+            PayoutLine(
+                status=PAYOUT_STATES[status],
+                currency=currency,
+                sales=sales,
+                developer_share_cents=share,
+            )
+            for status, currency, sales, share in await self.plugins.payouts(
+                developer.id, start, end
+            )
+            if status in PAYOUT_STATES
+        ]
         return EarningsReport(
-            period=label, start=start, end=end, totals=list(totals.values()), plugins=lines
+            period=label,
+            start=start,
+            end=end,
+            totals=list(totals.values()),
+            plugins=lines,
+            payouts=payouts,
+            payable=bool(account and account.payable),
         )

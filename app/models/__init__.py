@@ -2,7 +2,7 @@
 
 from app.models.auth import AccountToken, AccountTokenPurpose, RefreshToken
 from app.models.base import Base
-from app.models.billing import ProcessedStripeEvent, Subscription
+from app.models.billing import ByokProviderUse, ProcessedStripeEvent, Subscription
 from app.models.demo import DemoExample, DemoSession
 from app.models.enums import (
     BillingTier,
@@ -18,8 +18,10 @@ from app.models.enums import (
     TransferStatus,
 )
 from app.models.marketplace import (
+    ConnectAccount,
     Plugin,
     PluginInstallation,
+    PluginPurchase,
     PluginRating,
     PluginReview,
     RevenueEvent,
@@ -41,7 +43,9 @@ __all__ = [
     "BackupMetadata",
     "Base",
     "BillingTier",
+    "ByokProviderUse",
     "ConcurrencyLease",
+    "ConnectAccount",
     "CreditAccount",
     "CreditLedgerEntry",
     "CreditReason",
@@ -54,6 +58,7 @@ __all__ = [
     "PlanRun",
     "Plugin",
     "PluginInstallation",
+    "PluginPurchase",
     "PluginRating",
     "PluginReview",
     "PluginStatus",

@@ -44,10 +44,14 @@ class ReviewDecision(StrEnum):
 
 
 class TransferStatus(StrEnum):
+    """The developer share's payout: `created` is paid (a Stripe transfer exists)."""
+
+    PENDING = "pending"  # waiting for the developer's payable Connect account or the job
     STUBBED = "stubbed"
     CREATED = "created"
     FAILED = "failed"
     NOT_REQUIRED = "not_required"
+    REVERSED = "reversed"  # the sale was refunded or disputed before its share was paid
 
 
 class QuotaKind(StrEnum):
@@ -66,6 +70,7 @@ class CreditReason(StrEnum):
     RESERVE = "reserve"
     SETTLE = "settle"
     RELEASE = "release"
+    PLAN_UPGRADE = "plan_upgrade"
 
 
 class DemoSessionStatus(StrEnum):

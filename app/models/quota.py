@@ -75,6 +75,11 @@ class CreditAccount(Timestamps, Base):
     balance: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     # "YYYY-MM" of the last monthly grant, so each month is granted once.
     last_grant_period: Mapped[str | None] = mapped_column(String(7), nullable=True)
+    # The largest grant given for `last_grant_period`: an upgrade tops up to the new
+    # tier's grant by the difference, never twice, and a downgrade takes nothing back.
+    period_granted: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
 
 
 class CreditLedgerEntry(CreatedAt, Base):

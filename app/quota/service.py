@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import anyio
 
+from app.billing.providers import ProviderAllowance
 from app.billing.tiers import TierTable
 from app.config import Settings
 from app.credits.service import CreditService
@@ -105,6 +106,7 @@ class QuotaService:
         self.settings = settings
         self.tiers = tiers
         self.credits = credits
+        self.providers = ProviderAllowance(db, tiers)
         self.store = QuotaStore.for_database(
             db, synchronous_commit=settings.QUOTA_SYNCHRONOUS_COMMIT
         )
@@ -144,6 +146,12 @@ class QuotaService:
         With `batch` (a plan run), the lease is taken in the tenant's batch scope instead
         of the caller's: the same statement, the same lapsing and renewal.
         """
+        if llm_key is not None and identity.tenant_id is not None and identity.has_account:
+            # The tier's count of BYOK providers; refused before anything is counted.
+            try:
+                await self.providers.check(identity.tenant_id, identity.tier, llm_key.provider)
+            except STORE_ERRORS as exc:
+                raise _unavailable(exc) from exc
         policy = self.policy(identity, llm_key is not None)
         now = datetime.now(UTC)
         if batch is not None:

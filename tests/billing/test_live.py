@@ -98,13 +98,6 @@ async def test_cancel_goes_through_stripe_then_back_to_free(
     )
     assert (await post_webhook(client, payload)).status_code == 200
 
-    # A second checkout reuses the Stripe customer.
-    response = await client.post(
-        "/api/v1/billing/checkout", json={"tier": "power"}, headers=account.headers
-    )
-    assert response.status_code == 200
-    assert stand_in.calls("POST", "/v1/checkout/sessions")[-1].form["customer"] == "cus_live_42"
-
     response = await client.delete("/api/v1/billing/subscription", headers=account.headers)
     assert response.status_code == 200, response.text
     assert response.json()["tier"] == "free"
@@ -113,6 +106,13 @@ async def test_cancel_goes_through_stripe_then_back_to_free(
     ]
     me = (await client.get("/api/v1/auth/me", headers=account.headers)).json()
     assert me["tier"] == "free"
+
+    # Subscribing again reuses the Stripe customer.
+    response = await client.post(
+        "/api/v1/billing/checkout", json={"tier": "power"}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    assert stand_in.calls("POST", "/v1/checkout/sessions")[-1].form["customer"] == "cus_live_42"
 
 
 async def test_stripe_outage_is_503_and_changes_nothing(

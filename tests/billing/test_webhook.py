@@ -494,3 +494,47 @@ async def test_out_of_range_values_are_400_and_change_nothing(
     assert response.json()["error"] == "invalid_webhook"
     assert (await me(client, account)).json()["tier"] == "pro"
     assert await processed_count(app) == before
+
+
+async def test_stub_portal_and_cancel_at_period_end(client: httpx.AsyncClient, settings) -> None:
+    account, _ = await upgraded(client, "pro")
+    response = await client.post("/api/v1/billing/portal", headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "url": f"{settings.STRIPE_PORTAL_RETURN_URL}?stub_portal=cus_1",
+        "mode": "stub",
+    }
+    response = await client.delete(
+        "/api/v1/billing/subscription", params={"at_period_end": "true"}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["tier"], response.json()["cancel_at_period_end"]) == ("pro", True)
+    # A plan change in stub mode: in place, no Checkout.
+    response = await client.post(
+        "/api/v1/billing/checkout", json={"tier": "power"}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["action"], body["checkout_url"]) == ("upgraded", None)
+    assert body["subscription"]["cancel_at_period_end"] is False
+
+
+async def test_stub_subscription_checkout_completes_through_the_signed_webhook(
+    client: httpx.AsyncClient,
+) -> None:
+    account = await register(client)
+    other = await register(client)
+    checkout = await client.post(
+        "/api/v1/billing/checkout", json={"tier": "power"}, headers=account.headers
+    )
+    session_id = checkout.json()["session_id"]
+    url = f"/api/v1/billing/stub-checkout/{session_id}"
+    assert (await client.post(url, headers=other.headers)).status_code == 404
+    response = await client.post(url, headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": False}
+    state = (await client.get("/api/v1/billing/subscription", headers=account.headers)).json()
+    assert state["tier"] == "power"
+    assert state["stripe_subscription_id"].startswith("sub_stub_")
+    # The Checkout is spent: completing it again finds nothing.
+    assert (await client.post(url, headers=account.headers)).status_code == 404

@@ -8,8 +8,9 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
-from app.models import BillingTier, Plugin, PluginInstallation, PluginStatus, RevenueEvent, User
+from app.models import BillingTier, Plugin, PluginInstallation, PluginStatus, RevenueEvent
 from app.models.base import utcnow
+from tests.support.billing import StripeStandIn, post_webhook, stripe_event
 from tests.support.builders import Account, register, set_tier, tenant_id_of
 
 
@@ -92,9 +93,80 @@ async def move_revenue(app: FastAPI, event_id: uuid.UUID, when: datetime) -> Non
         await session.commit()
 
 
-async def set_connect_account(app: FastAPI, user_id: uuid.UUID, account: str | None) -> None:
-    async with app.state.db.sessionmaker() as session:
-        await session.execute(
-            update(User).where(User.id == user_id).values(stripe_connect_account_id=account)
-        )
-        await session.commit()
+def account_updated(account_id: str, *, payable: bool = True, created: int | None = None) -> str:
+    return stripe_event(
+        "account.updated",
+        {
+            "id": account_id,
+            "object": "account",
+            "payouts_enabled": payable,
+            "charges_enabled": payable,
+            "details_submitted": True,
+            "capabilities": {"transfers": "active" if payable else "inactive"},
+        },
+        created=created,
+    )
+
+
+async def onboard(client: httpx.AsyncClient, developer: Account, *, payable: bool = True) -> str:
+    """The developer's Stripe Connect onboarding: the account link, then Stripe's signed
+    `account.updated` once the account can receive payouts."""
+    response = await client.post("/api/v1/developers/connect", headers=developer.headers)
+    assert response.status_code == 200, response.text
+    account_id = response.json()["account_id"]
+    if payable:
+        response = await post_webhook(client, account_updated(account_id))
+        assert response.status_code == 200, response.text
+    return account_id
+
+
+async def buy(client: httpx.AsyncClient, buyer: Account, plugin_id: str) -> dict[str, Any]:
+    """Stub mode: install a paid plugin the way a buyer does. The install answers 202
+    with a Checkout; POSTing its stub URL "pays" (the signed webhook follows)."""
+    response = await client.post(f"/api/v1/plugins/{plugin_id}/install", headers=buyer.headers)
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["installed"] is False
+    paid = await client.post(started["checkout_url"], headers=buyer.headers)
+    assert paid.status_code == 200, paid.text
+    assert paid.json() == {"received": True, "duplicate": False}
+    return started
+
+
+def payment_completed(stand_in: StripeStandIn, checkout_url: str, **overrides: Any) -> str:
+    """The `checkout.session.completed` Stripe sends once the buyer paid the Checkout the
+    app created at the stand-in (its amount, currency and metadata as sent)."""
+    session_id = checkout_url.rsplit("/", 1)[1]
+    purchase_id = stand_in.sessions[session_id]
+    (form,) = [
+        c.form
+        for c in stand_in.calls("POST", "/v1/checkout/sessions")
+        if c.form.get("metadata[purchase_id]") == purchase_id
+    ]
+    metadata = {
+        key[len("metadata[") : -1]: value
+        for key, value in form.items()
+        if key.startswith("metadata[")
+    }
+    obj: dict[str, Any] = {
+        "id": session_id,
+        "object": "checkout.session",
+        "mode": "payment",
+        "payment_status": "paid",
+        "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
+        "currency": form["line_items[0][price_data][currency]"],
+        "client_reference_id": form["client_reference_id"],
+        "payment_intent": f"pi_{session_id[-12:]}",
+        "metadata": metadata,
+    }
+    obj.update(overrides)
+    return stripe_event("checkout.session.completed", obj)
+
+
+def charge_event(event_type: str, payment_intent: str, **fields: Any) -> str:
+    if event_type == "charge.refunded":
+        obj = {"id": f"ch_{payment_intent[3:]}", "object": "charge", "refunded": True}
+    else:
+        obj = {"id": f"dp_{payment_intent[3:]}", "object": "dispute"}
+    obj.update({"payment_intent": payment_intent, **fields})
+    return stripe_event(event_type, obj)

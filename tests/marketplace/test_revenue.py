@@ -15,11 +15,13 @@ from app.models import BillingTier, RevenueEvent, TransferStatus
 from app.models.base import utcnow
 from tests.marketplace.helpers import (
     account_on,
+    buy,
     manifest,
     move_revenue,
     revenue_events,
     user_id_of,
 )
+from tests.support.billing import WEBHOOK_SECRET
 from tests.support.builders import Account, register, register_admin
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -29,7 +31,11 @@ ADMIN_EMAIL = "payouts-admin@example.com"
 
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
-    return {"ADMIN_EMAILS": ADMIN_EMAIL, "STRIPE_SECRET_KEY": ""}
+    return {
+        "ADMIN_EMAILS": ADMIN_EMAIL,
+        "STRIPE_SECRET_KEY": "",
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
 
 
 @pytest.mark.parametrize("amount", [1, 2, 3, 7, 99, 101, 333, 499, 999, 1001, 12_345, 99_999])
@@ -68,19 +74,22 @@ async def test_paid_install_records_the_split(
     developer = await register(client)
     await publish(client, admin, developer, "odd-price", 1001)
     buyer = await account_on(client, app, BillingTier.POWER)
-    response = await client.post("/api/v1/plugins/odd-price/install", headers=buyer.headers)
-    assert response.status_code == 200, response.text
-    revenue = response.json()["revenue"]
-    assert revenue["amount_cents"] == 1001
-    assert revenue["developer_share_cents"] == 700
-    assert revenue["platform_share_cents"] == 301
-    assert revenue["currency"] == "EUR"
-    assert revenue["transfer_status"] == "stubbed"
-    assert revenue["stripe_transfer_id"] is None
+    await buy(client, buyer, "odd-price")
+    (revenue,) = await revenue_events(app, "odd-price")
+    assert revenue.amount_cents == 1001
+    assert revenue.developer_share_cents == 700
+    assert revenue.platform_share_cents == 301
+    assert revenue.currency == "EUR"
+    assert revenue.transfer_status == TransferStatus.STUBBED
+    assert revenue.stripe_transfer_id is None
+    installed = await client.post("/api/v1/plugins/odd-price/install", headers=buyer.headers)
+    assert installed.status_code == 200
+    assert installed.json()["newly_installed"] is False
 
     # Reinstalling, or installing again, is not another sale.
     await client.delete("/api/v1/plugins/odd-price/install", headers=buyer.headers)
     again = await client.post("/api/v1/plugins/odd-price/install", headers=buyer.headers)
+    assert again.status_code == 200, again.text
     assert again.json()["newly_installed"] is True and again.json()["revenue"] is None
     (event,) = await revenue_events(app, "odd-price")
     assert event.developer_id == await user_id_of(client, developer)
@@ -91,11 +100,11 @@ async def test_free_plugins_and_seed_plugins(client: httpx.AsyncClient, app: Fas
     buyer = await account_on(client, app, BillingTier.TEAM)
     free = await client.post("/api/v1/plugins/github-sync/install", headers=buyer.headers)
     assert free.json()["revenue"] is None
-    paid = await client.post("/api/v1/plugins/slack-notifier/install", headers=buyer.headers)
-    revenue = paid.json()["revenue"]
-    assert (revenue["developer_share_cents"], revenue["platform_share_cents"]) == (349, 150)
+    await buy(client, buyer, "slack-notifier")
+    (revenue,) = await revenue_events(app, "slack-notifier")
+    assert (revenue.developer_share_cents, revenue.platform_share_cents) == (349, 150)
     # A platform-owned plugin has no developer to pay out.
-    assert revenue["transfer_status"] == "not_required"
+    assert revenue.transfer_status == TransferStatus.NOT_REQUIRED
 
 
 async def test_the_database_refuses_a_split_that_does_not_sum(app: FastAPI) -> None:
@@ -117,14 +126,11 @@ async def test_the_database_refuses_a_split_that_does_not_sum(app: FastAPI) -> N
 async def test_earnings_per_period(client: httpx.AsyncClient, app: FastAPI, admin: Account) -> None:
     developer = await register(client)
     await publish(client, admin, developer, "paid-one", 999)
-    await publish(client, admin, developer, "paid-two", 1)
+    await publish(client, admin, developer, "paid-two", 99)
     buyers = [await account_on(client, app, BillingTier.POWER) for _ in range(3)]
     for buyer in buyers:
         for plugin_id in ("paid-one", "paid-two"):
-            response = await client.post(
-                f"/api/v1/plugins/{plugin_id}/install", headers=buyer.headers
-            )
-            assert response.status_code == 200
+            await buy(client, buyer, plugin_id)
     # One sale of each plugin happened in October 2026.
     for plugin_id in ("paid-one", "paid-two"):
         await move_revenue(
@@ -147,13 +153,13 @@ async def test_earnings_per_period(client: httpx.AsyncClient, app: FastAPI, admi
         "plugin_id": "paid-two",
         "currency": "EUR",
         "sales": 2,
-        "amount_cents": 2,
-        "developer_share_cents": 0,
-        "platform_share_cents": 2,
+        "amount_cents": 198,
+        "developer_share_cents": 2 * 69,
+        "platform_share_cents": 2 * 30,
     }
     (total,) = report["totals"]
-    assert total["amount_cents"] == 2000
-    assert total["developer_share_cents"] + total["platform_share_cents"] == 2000
+    assert total["amount_cents"] == 2196
+    assert total["developer_share_cents"] + total["platform_share_cents"] == 2196
 
     october = (
         await client.get("/api/v1/plugins/earnings?period=2026-10", headers=developer.headers)

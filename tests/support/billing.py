@@ -95,14 +95,27 @@ class StripeStandIn:
     url: str
     requests: list[RecordedRequest] = field(default_factory=list)
     fail_with: int | None = None
+    # Checkout session id -> the purchase id in its metadata (payment mode).
+    sessions: dict[str, str] = field(default_factory=dict)
+    # Transfers made, by idempotency key (a repeated key answers the same transfer).
+    transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def calls(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
 
 
-def _answer(method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+def _answer(
+    stand_in: StripeStandIn,
+    method: str,
+    path: str,
+    form: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    headers = headers or {}
     if method == "POST" and path == "/v1/checkout/sessions":
         session_id = f"cs_test_{uuid.uuid4().hex[:12]}"
+        if "metadata[purchase_id]" in form:
+            stand_in.sessions[session_id] = form["metadata[purchase_id]"]
         return 200, {
             "id": session_id,
             "object": "checkout.session",
@@ -110,15 +123,68 @@ def _answer(method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str
             "url": f"https://checkout.stripe.test/c/pay/{session_id}",
             "client_reference_id": form.get("client_reference_id"),
         }
+    if path.startswith("/v1/subscriptions/") and method in ("GET", "POST"):
+        subscription_id = path.rsplit("/", 1)[1]
+        return 200, {
+            "id": subscription_id,
+            "object": "subscription",
+            "status": "active",
+            "cancel_at_period_end": form.get("cancel_at_period_end") == "true",
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": f"si_{subscription_id}",
+                        "object": "subscription_item",
+                        "price": {"id": form.get("items[0][price]", "price_current")},
+                        "quantity": int(form.get("items[0][quantity]", "1")),
+                        "current_period_end": int(time.time()) + 30 * 86400,
+                    }
+                ],
+            },
+        }
+    if method == "POST" and path == "/v1/billing_portal/sessions":
+        return 200, {
+            "id": f"bps_{uuid.uuid4().hex[:12]}",
+            "object": "billing_portal.session",
+            "customer": form.get("customer"),
+            "url": f"https://billing.stripe.test/p/session/{uuid.uuid4().hex[:12]}",
+        }
     if method == "DELETE" and path.startswith("/v1/subscriptions/"):
         return 200, {"id": path.rsplit("/", 1)[1], "object": "subscription", "status": "canceled"}
-    if method == "POST" and path == "/v1/transfers":
+    if method == "POST" and path.startswith("/v1/transfers/") and path.endswith("/reversals"):
         return 200, {
-            "id": f"tr_{uuid.uuid4().hex[:12]}",
-            "object": "transfer",
-            "amount": int(form["amount"]),
-            "currency": form["currency"],
-            "destination": form["destination"],
+            "id": f"trr_{uuid.uuid4().hex[:12]}",
+            "object": "transfer_reversal",
+            "transfer": path.split("/")[3],
+        }
+    if method == "POST" and path == "/v1/transfers":
+        key = headers.get("Idempotency-Key") or uuid.uuid4().hex
+        if key not in stand_in.transfers:
+            stand_in.transfers[key] = {
+                "id": f"tr_{uuid.uuid4().hex[:12]}",
+                "object": "transfer",
+                "amount": int(form["amount"]),
+                "currency": form["currency"],
+                "destination": form["destination"],
+                "transfer_group": form.get("transfer_group"),
+            }
+        return 200, stand_in.transfers[key]
+    if method == "GET" and path == "/v1/transfers":
+        group = form.get("transfer_group")
+        data = [t for t in stand_in.transfers.values() if t["transfer_group"] == group]
+        return 200, {"object": "list", "data": data[:1], "has_more": False, "url": path}
+    if method == "POST" and path == "/v1/accounts":
+        return 200, {
+            "id": f"acct_{uuid.uuid4().hex[:16]}",
+            "object": "account",
+            "type": form.get("type"),
+            "payouts_enabled": False,
+        }
+    if method == "POST" and path == "/v1/account_links":
+        return 200, {
+            "object": "account_link",
+            "url": f"https://connect.stripe.test/setup/e/{form['account']}/{uuid.uuid4().hex[:8]}",
         }
     return 404, {"error": {"type": "invalid_request_error", "message": "unknown route"}}
 
@@ -142,7 +208,9 @@ def stripe_stand_in() -> Iterator[StripeStandIn]:
                     {"error": {"type": "api_error", "message": "stand-in failure"}},
                 )
             else:
-                status, payload = _answer(self.command, path, form)
+                status, payload = _answer(
+                    stand_in, self.command, path, form, dict(self.headers.items())
+                )
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
