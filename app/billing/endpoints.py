@@ -133,6 +133,7 @@ async def complete_stub_checkout(
     and a subscription's stub Checkout (`session_id` of `POST /billing/checkout`) is
     completed here too: the caller POSTs to "pay", and the signed
     `checkout.session.completed` Stripe would send goes through the webhook (the
-    install and the sale, or the new tier, follow once). Needs `STRIPE_WEBHOOK_SECRET`
-    (503 without); 404 in live mode."""
+    install and the sale, or the new tier, follow once). Signed with
+    `STRIPE_WEBHOOK_SECRET`, or without one with a secret of this process; 404 in live
+    mode."""
     return await service.complete_stub_checkout(principal, session_id)

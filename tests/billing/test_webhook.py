@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from app.billing.stripe_client import InvalidWebhook, StripeGateway, WebhookNotConfigured
 from app.models import BillingTier, MembershipRole, ProcessedStripeEvent, Subscription
 from app.tenants.repository import TenantRepository
 from tests.support.billing import (
@@ -190,17 +191,23 @@ async def test_signature_within_tolerance_is_accepted(client: httpx.AsyncClient)
     assert (await me(client, account)).json()["tier"] == "power"
 
 
-async def test_webhook_without_a_configured_secret_is_503(
-    client: httpx.AsyncClient, app: FastAPI
-) -> None:
-    app.state.settings.STRIPE_WEBHOOK_SECRET = ""
-    try:
-        payload = stripe_event("invoice.payment_failed", {"customer": "cus_1"})
-        response = await post_webhook(client, payload)
-    finally:
-        app.state.settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    assert response.status_code == 503
-    assert response.json()["error"] == "webhook_not_configured"
+def test_without_a_configured_secret_only_the_stub_can_sign(app: FastAPI) -> None:
+    settings = app.state.settings
+    payload = stripe_event("invoice.payment_failed", {"customer": "cus_1"})
+    # Live mode without a secret: nothing can be verified, the webhook answers 503.
+    live = StripeGateway(
+        settings.model_copy(update={"STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": ""})
+    )
+    with pytest.raises(WebhookNotConfigured):
+        live.construct_event(payload.encode(), sign(payload))
+    # Stub mode without one: the stub Checkout signs with a secret of this process only.
+    stub = StripeGateway(
+        settings.model_copy(update={"STRIPE_SECRET_KEY": "", "STRIPE_WEBHOOK_SECRET": ""})
+    )
+    with pytest.raises(InvalidWebhook):
+        stub.construct_event(payload.encode(), sign(payload))
+    event = stub.construct_event(payload.encode(), stub.stub_signature(payload.encode()))
+    assert event["type"] == "invoice.payment_failed"
 
 
 async def test_duplicate_event_takes_effect_once(client: httpx.AsyncClient, app: FastAPI) -> None:
