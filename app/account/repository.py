@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import (
     AccountToken,
     BackupMetadata,
+    ConnectAccount,
     CreditAccount,
     CreditLedgerEntry,
     Membership,
@@ -20,6 +21,7 @@ from app.models import (
     PlanRun,
     Plugin,
     PluginInstallation,
+    PluginPurchase,
     PluginRating,
     PluginReview,
     QuotaCounter,
@@ -85,6 +87,10 @@ class AccountRepository:
             "sessions": select(RefreshToken)
             .where(RefreshToken.user_id == user_id)
             .order_by(RefreshToken.created_at),
+            "plugin_purchases": select(PluginPurchase)
+            .where(PluginPurchase.user_id == user_id)
+            .order_by(PluginPurchase.created_at),
+            "payout_account": select(ConnectAccount).where(ConnectAccount.user_id == user_id),
             "plan_runs": select(PlanRun)
             .where(PlanRun.user_id == user_id)
             .order_by(PlanRun.created_at),

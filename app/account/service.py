@@ -58,7 +58,8 @@ Each .jsonl file holds one JSON object per line, one per row the server keeps:
 profile, workspaces (with your role), subscriptions, credit_accounts and
 credit_ledger of the workspaces you own, storage_usage, storage_records and backups
 (metadata), plugin_installs, plugin_ratings, plugins_authored, purchases, earnings,
-sessions, and vectors (the points of your vector index, with their payloads).
+sessions, plugin_purchases, payout_account, plan_runs, daily_quotas, and vectors
+(the points of your vector index, with their payloads).
 
 blobs/records/<table>/<record id> and blobs/backups/<backup id> are your stored
 records and backups, byte for byte as your client uploaded them: encrypted with

@@ -149,6 +149,8 @@ async def test_export_streams_everything_the_server_keeps(app, client):
     assert [r["rating"] for r in jsonl("plugin_ratings.jsonl")] == [4]
     assert all("token_hash" not in s for s in jsonl("sessions.jsonl"))
     (vector,) = jsonl("vectors.jsonl")
+    for kind in ("plugin_purchases", "payout_account", "plan_runs", "daily_quotas"):
+        assert f"{kind}.jsonl" in names, kind
     assert base64.b64decode(vector["payload"]["blob"]) == b"ada vector blob"
     blobs = sorted(n for n in names if n.startswith("blobs/"))
     assert len(blobs) == 3
