@@ -8,38 +8,17 @@ reads as its outbox.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.mail.support import SMTPServer, start_smtp
-from tests.support.servers import ROOT, base_env, start_single
+from tests.mail.support import smtp_outbox
+from tests.support.servers import base_env, readme_block, start_single
+
+__all__ = ["smtp_outbox"]  # fixture
 
 pytestmark = pytest.mark.usefixtures("backend")
-
-BLOCK = re.compile(
-    r"<!-- walkthrough:begin -->\s*```bash\n(?P<script>.*?)```\s*<!-- walkthrough:end -->",
-    re.DOTALL,
-)
-
-
-def walkthrough() -> str:
-    match = BLOCK.search((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert match, "README.md has no walkthrough block"
-    return match.group("script")
-
-
-@pytest.fixture
-def smtp_outbox(tmp_path: Path) -> Iterator[tuple[SMTPServer, Path]]:
-    outbox = tmp_path / "outbox"
-    server, controller = start_smtp(outbox)
-    try:
-        yield server, outbox
-    finally:
-        controller.stop()
 
 
 def test_readme_walkthrough(database_url: str, tmp_path: Path, smtp_outbox) -> None:
@@ -50,7 +29,7 @@ def test_readme_walkthrough(database_url: str, tmp_path: Path, smtp_outbox) -> N
     client_dir.mkdir()
     try:
         result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", walkthrough()],
+            ["bash", "-euo", "pipefail", "-c", readme_block("walkthrough")],
             cwd=client_dir,
             env={
                 "PATH": os.environ["PATH"],

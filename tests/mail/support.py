@@ -85,6 +85,17 @@ def start_smtp(directory: Path | None = None) -> tuple[SMTPServer, Controller]:
 
 
 @pytest.fixture
+def smtp_outbox(tmp_path: Path) -> Iterator[tuple[SMTPServer, Path]]:
+    """A real SMTP server that also writes what it receives to `tmp_path/outbox`."""
+    outbox = tmp_path / "outbox"
+    server, controller = start_smtp(outbox)
+    try:
+        yield server, outbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
 def smtp_server() -> Iterator[SMTPServer]:
     server, controller = start_smtp()
     try:

@@ -5,39 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.mail.support import SMTPServer, start_smtp
+from tests.mail.support import smtp_outbox
 from tests.support.billing import WEBHOOK_SECRET
-from tests.support.servers import ROOT, base_env, start_single
+from tests.support.servers import base_env, readme_block, start_single
+
+__all__ = ["smtp_outbox"]  # fixture
 
 pytestmark = pytest.mark.usefixtures("backend")
 
-BLOCK = re.compile(
-    r"<!-- selling:begin -->\s*```bash\n(?P<script>.*?)```\s*<!-- selling:end -->", re.DOTALL
-)
 ADMIN_EMAIL = "marketplace-admin@example.com"
-
-
-def walkthrough() -> str:
-    match = BLOCK.search((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert match, "README.md has no selling walkthrough block"
-    return match.group("script")
-
-
-@pytest.fixture
-def smtp_outbox(tmp_path: Path) -> Iterator[tuple[SMTPServer, Path]]:
-    outbox = tmp_path / "outbox"
-    server, controller = start_smtp(outbox)
-    try:
-        yield server, outbox
-    finally:
-        controller.stop()
 
 
 def test_readme_selling_walkthrough(database_url: str, tmp_path: Path, smtp_outbox) -> None:
@@ -55,7 +36,7 @@ def test_readme_selling_walkthrough(database_url: str, tmp_path: Path, smtp_outb
     client_dir.mkdir()
     try:
         result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", walkthrough()],
+            ["bash", "-euo", "pipefail", "-c", readme_block("selling")],
             cwd=client_dir,
             env={
                 "PATH": os.environ["PATH"],

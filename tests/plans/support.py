@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.models import BillingTier
 from tests.support.builders import Account, register, set_tier, tenant_id_of
+from tests.support.servers import poll
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 CONTEXT = {
@@ -45,9 +46,5 @@ async def wait_for_end(client: httpx.AsyncClient, account: Account, run_id: str)
 
 
 async def wait_until(predicate, what: str) -> None:
-    """Await a condition the app reaches by itself, a bounded number of times."""
-    for _ in range(500):
-        if await predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never reached: {what}")
+    """Await a condition the app reaches by itself."""
+    await poll(predicate, what)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -276,6 +277,16 @@ def start_instances(
             server.kill()
         raise
     return servers
+
+
+def readme_block(name: str) -> str:
+    """The bash block the README fences with `<!-- {name}:begin -->` … `<!-- {name}:end -->`;
+    its tests run it as it stands."""
+    marker = re.escape(name)
+    pattern = rf"<!-- {marker}:begin -->\s*```bash\n(?P<script>.*?)```\s*<!-- {marker}:end -->"
+    match = re.search(pattern, (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    assert match, f"README.md has no {name} block"
+    return match.group("script")
 
 
 async def poll(check: Callable[[], Awaitable[bool]], what: str, deadline: float = DEADLINE) -> None:
